@@ -1,0 +1,128 @@
+"""Typed configuration. Every invalid value is an error that names its field.
+
+Each section is a pydantic model with `extra="forbid"`, so a misspelt key is an error too.
+YAML presets in `configs/` are loaded with `load_config`; `--set a.b=value` overrides apply on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from drivevlm.sim.scenarios import SCENARIOS, TOWNS, Density, check_choice
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class EnvConfig(Section):
+    simulator: str = "sumo"
+    town: str = "grid"
+    scenario: str = "random"
+    density: str = Density.REGULAR.value
+    seed: int = 0
+    # Training-only terminations (off route, too fast); evaluation turns this off.
+    training: bool = True
+    max_episode_steps: int = Field(3000, ge=1)
+    off_route_m: float = Field(3.0, gt=0)
+    max_speed_kmh: float = Field(35.0, gt=0)
+    stopped_seconds: float = Field(90.0, gt=0)
+    target_speed_kmh: float = Field(25.0, gt=0)
+    # Policy observation: BEV semantic masks, square, ego-centred and heading-up.
+    bev_size: int = Field(96, ge=16, le=512)
+    bev_pixels_per_meter: float = Field(3.0, gt=0)
+    # Steps back in time of the dynamic mask channels (0 = now), oldest first.
+    bev_history: tuple[int, ...] = (10, 5, 0)
+    route_waypoints: int = Field(15, ge=1)
+    waypoint_spacing_m: float = Field(2.0, gt=0)
+    # RGB frames for the reward models: rendered into `info` only when asked for.
+    render_frames: bool = False
+    rgb_size: int = Field(224, ge=32, le=1024)
+    # Where generated town networks are cached; None: ~/.cache/drivevlm.
+    cache_dir: Path | None = None
+    # Backend-specific options (e.g. a CARLA host and port).
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("town")
+    @classmethod
+    def _town(cls, value: str) -> str:
+        return check_choice("town", value, TOWNS)
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, value: str) -> str:
+        return check_choice("scenario", value, SCENARIOS)
+
+    @field_validator("density")
+    @classmethod
+    def _density(cls, value: str) -> str:
+        return check_choice("density", value, [d.value for d in Density])
+
+    @field_validator("simulator")
+    @classmethod
+    def _simulator(cls, value: str) -> str:
+        return check_choice("simulator", value, ["sumo", "carla"])
+
+    @field_validator("bev_history")
+    @classmethod
+    def _history(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(h < 0 for h in value) or list(value) != sorted(value, reverse=True):
+            raise ValueError("bev_history: expected non-negative step offsets, oldest first, e.g. (10, 5, 0)")
+        return value
+
+
+def _format_error(error: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            message = message.removeprefix(f"{item['loc'][-1]}: ")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def build(model: type[Section], data: dict[str, Any], prefix: str = "") -> Any:
+    """Validate `data` into `model`, raising a ConfigError that names each bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, prefix)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. env.density=dense")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: no such file {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping at the top level")
+    return data
