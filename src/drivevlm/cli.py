@@ -1,0 +1,157 @@
+"""The `drivevlm` command line. Each measuring command has `--json` and then prints one JSON object last."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from drivevlm.config import ConfigError
+
+app = typer.Typer(help="DriveVLM-RL: RL driving policies taught by vision-language rewards.", no_args_is_help=True)
+sim_app = typer.Typer(help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, default=float))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key:>28}: {value:.2f}" if isinstance(value, float) else f"{key:>28}: {value}")
+
+
+def _env_config(town: str, scenario: str, density: str, seed: int, **extra: Any) -> Any:
+    from drivevlm.config import EnvConfig, build
+
+    return build(EnvConfig, {"town": town, "scenario": scenario, "density": density, "seed": seed, **extra}, "env")
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+
+
+def masks_to_rgb(masks: np.ndarray, channels: list[str]) -> np.ndarray:
+    """A viewable picture of the semantic masks (the latest history frame of each dynamic channel)."""
+    from drivevlm.render import MASK_VIEW_COLOURS
+
+    height, width = masks.shape[1:]
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    latest: dict[str, int] = {}
+    for index, name in enumerate(channels):
+        latest[name.split("@")[0]] = index
+    for name, index in latest.items():
+        colour = MASK_VIEW_COLOURS.get(name)
+        if colour is not None:
+            image[masks[index] > 0] = colour
+    return image
+
+
+def run_episode_with_images(
+    config: Any, out: Path, steps: int, every: int, seed: int
+) -> dict[str, Any]:
+    """Drive one episode with the scripted route follower, saving the three images every `every` steps."""
+    from drivevlm.env import DriveEnv
+    from drivevlm.scripted_policy import RouteFollower
+
+    out.mkdir(parents=True, exist_ok=True)
+    env = DriveEnv(config.model_copy(update={"render_frames": True}))
+    policy = RouteFollower(seed=seed)
+    obs, info = env.reset(seed=seed)
+    signals = None
+    summary: dict[str, Any] = {"scenario": config.scenario, "town": config.town, "frames_written": 0}
+    triggered: list[str] = []
+    try:
+        for step in range(steps):
+            if step % every == 0:
+                frames = info["frames"]
+                _save_png(out / f"{step:05d}_front.png", frames["front"])
+                _save_png(out / f"{step:05d}_bev_rgb.png", frames["bev_rgb"])
+                _save_png(out / f"{step:05d}_bev_masks.png", masks_to_rgb(obs["bev"], env.mask_channels))
+                summary["frames_written"] += 3
+            obs, _, terminated, truncated, info = env.step(policy.act(obs, signals))
+            signals = info["signals"]
+            triggered.extend(info["triggered"])
+            if terminated or truncated:
+                summary.update(info["episode_metrics"])
+                break
+        else:
+            summary["steps"] = steps
+            summary["reason"] = "demo_step_limit"
+    finally:
+        env.close()
+    summary["triggered"] = sorted(set(triggered))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+@sim_app.command("render")
+def sim_render(
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and summary.json.")],
+    scenario: str = "pedestrian_crossing",
+    town: str = "grid",
+    density: str = "regular",
+    seed: int = 0,
+    steps: int = 300,
+    every: int = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drive one episode with a scripted driver and write the front, BEV RGB and BEV mask images."""
+    config = _env_config(town, scenario, density, seed)
+    _emit(run_episode_with_images(config, out, steps, every, seed), as_json)
+
+
+@sim_app.command("bench")
+def sim_bench(
+    steps: int = 2000,
+    town: str = "grid",
+    density: str = "regular",
+    seed: int = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure env steps/s: bare simulator, with policy masks, and with all three images."""
+    from drivevlm.bench import measure_env
+
+    _emit(measure_env(_env_config(town, "random", density, seed), steps=steps, seed=seed), as_json)
+
+
+@app.command("quickstart")
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/quickstart"),
+    steps: int = 400,
+    as_json: JsonFlag = False,
+) -> None:
+    """The main job on the embedded default: drive each scripted scenario and write images and metrics."""
+    from drivevlm.sim.scenarios import SCENARIOS
+
+    results = {}
+    for name, scenario in SCENARIOS.items():
+        town = scenario.default_town or "grid"
+        summary = run_episode_with_images(_env_config(town, name, "regular", 0), out / name, steps, 20, 0)
+        results[name] = summary
+        typer.echo(
+            f"{name:>22}: {summary.get('steps', 0):4d} steps, {summary.get('distance_m', 0.0):6.1f} m, "
+            f"reason={summary.get('reason')}, events={summary['triggered']}"
+        )
+    typer.echo(f"images and summaries in {out}")
+    if as_json:
+        typer.echo(json.dumps(results, default=float))
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

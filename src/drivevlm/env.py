@@ -1,0 +1,261 @@
+"""The gymnasium environment: the one place that joins a simulator backend and the renderers.
+
+Observation: {"bev": uint8 semantic masks (C, H, W), "state": [steer, throttle, speed km/h,
+next waypoints in the ego frame (x, y) ...]}. Action: [steer, throttle/brake] in [-1, 1]^2.
+The reward returned by `step` is provisional (vehicle state only, the shaping reward at the target
+speed); semantic rewards are computed later from `info["signals"]` and `info["frames"]`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from drivevlm.config import EnvConfig, build
+from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
+from drivevlm.rewards.base import VehicleSignals
+from drivevlm.rewards.synthesis import provisional_reward
+from drivevlm.route_tracking import RouteTracker
+from drivevlm.sim.base import EpisodeSpec, SimulatorBackend, make_backend
+from drivevlm.sim.geometry import world_to_ego
+from drivevlm.sim.world import Actor, ActorKind, Control, WorldState
+
+ENV_ID = "drivevlm/Town-v0"
+STABILITY_WINDOW = 30
+# Lateral half-width of the corridor in which an actor counts as "ahead" of the ego, m.
+_AHEAD_HALF_WIDTH = {True: 4.0, False: 2.0}
+_AHEAD_RANGE_M = 60.0
+
+
+def _ahead_distance(state: WorldState, vulnerable: bool) -> float:
+    actors = [a for a in state.actors if a.kind.is_vulnerable == vulnerable]
+    if not actors:
+        return math.inf
+    ego = state.ego.pose
+    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in actors]), ego.x, ego.y, ego.yaw)
+    mask = (local[:, 0] > 0) & (local[:, 0] < _AHEAD_RANGE_M) & (np.abs(local[:, 1]) < _AHEAD_HALF_WIDTH[vulnerable])
+    return float(np.min(np.hypot(local[mask, 0], local[mask, 1]))) if mask.any() else math.inf
+
+
+class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}  # noqa: RUF012
+
+    def __init__(self, config: EnvConfig | dict[str, Any] | None = None, render_mode: str | None = None):
+        self.config = config if isinstance(config, EnvConfig) else build(EnvConfig, config or {}, "env")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode: unknown value {render_mode!r}; allowed: rgb_array")
+        self.render_mode = render_mode
+        cfg = self.config
+        self._masks = BevMaskRenderer(
+            size=cfg.bev_size, pixels_per_meter=cfg.bev_pixels_per_meter, history=len(cfg.bev_history)
+        )
+        self._bev_rgb: BevRgbRenderer | None = None
+        self._front: FrontCameraRenderer | None = None
+        n_state = 3 + 2 * cfg.route_waypoints
+        self.observation_space = gym.spaces.Dict(
+            {
+                "bev": gym.spaces.Box(0, 255, (len(self._masks.channels), cfg.bev_size, cfg.bev_size), np.uint8),
+                "state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._backend: SimulatorBackend | None = None
+        self._state: WorldState | None = None
+        self._tracker: RouteTracker | None = None
+        self._past_actors: deque[tuple[Actor, ...]] = deque(maxlen=max(cfg.bev_history) + 1)
+        self._offsets: deque[float] = deque(maxlen=STABILITY_WINDOW)
+        self._dt = EpisodeSpec(town=cfg.town).dt
+        self._arc = 0.0
+        self._seeded = False
+
+    @property
+    def mask_channels(self) -> list[str]:
+        return list(self._masks.channels)
+
+    def _backend_or_start(self) -> SimulatorBackend:
+        if self._backend is None:
+            options = dict(self.config.backend_options)
+            if self.config.simulator == "sumo":
+                options.setdefault("cache_dir", self.config.cache_dir)
+            self._backend = make_backend(self.config.simulator, **options)
+        return self._backend
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if seed is None and not self._seeded:
+            seed = self.config.seed
+        self._seeded = True
+        super().reset(seed=seed)
+        options = dict(options or {})
+        overrides = {k: options.pop(k) for k in ("town", "scenario", "density") if k in options}
+        route_index = options.pop("route_index", None)
+        if options:
+            raise ValueError(f"reset options: unknown keys {sorted(options)}; allowed: town, scenario, density, route_index")
+        cfg = build(EnvConfig, {**self.config.model_dump(), **overrides}, "env") if overrides else self.config
+        spec = EpisodeSpec(town=cfg.town, scenario=cfg.scenario, density=cfg.density, route_index=route_index)
+        sim_seed = int(self.np_random.integers(0, 2**31 - 1))
+        state = self._backend_or_start().reset(spec, sim_seed)
+        self._tracker = RouteTracker(state.route)
+        self._past_actors.clear()
+        self._offsets.clear()
+        self._episode = {"steps": 0, "distance_m": 0.0, "speed_sum_kmh": 0.0, "stopped_s": 0.0}
+        self._prev_steer = 0.0
+        self._state = state
+        progress = self._tracker.update(state.ego.pose)
+        self._arc = progress.arc_length
+        self._offsets.append(progress.lateral)
+        obs = self._observe(state)
+        info: dict[str, Any] = {"spec": spec, "sim_seed": sim_seed, "route_length_m": self._tracker.length}
+        if cfg.render_frames:
+            info["frames"] = self._frames(state)
+        return obs, info
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._state is None or self._tracker is None:
+            raise RuntimeError("step() called before reset()")
+        act = np.asarray(action, dtype=np.float64).reshape(-1)
+        if act.shape != (2,):
+            raise ValueError(f"action: expected 2 values [steer, throttle], got shape {np.shape(action)}")
+        if not np.all(np.isfinite(act)):
+            raise ValueError(f"action: must be finite, got {act.tolist()}")
+        act = np.clip(act, -1.0, 1.0)
+        state = self._backend_or_start().step(Control(steer=float(act[0]), throttle=float(act[1])))
+        cfg = self.config
+        before = self._arc
+        progress = self._tracker.update(state.ego.pose)
+        self._offsets.append(progress.lateral)
+        speed_kmh = state.ego.speed * 3.6
+        heading_error = progress.heading_error
+        collision = state.events.collisions[0] if state.events.collisions else None
+        signals = VehicleSignals(
+            speed_kmh=speed_kmh,
+            longitudinal_speed_kmh=speed_kmh * math.cos(heading_error),
+            center_offset_m=progress.lateral,
+            heading_error_deg=math.degrees(heading_error),
+            center_offset_std_m=float(np.std(self._offsets)),
+            steer=state.ego.steer,
+            throttle=state.ego.throttle,
+            previous_steer=self._prev_steer,
+            progress_m=progress.arc_length - before,
+            collided=collision is not None,
+            collision_speed_kmh=collision.ego_speed_kmh if collision else 0.0,
+            off_route=abs(progress.lateral) > cfg.off_route_m,
+            too_fast=speed_kmh > cfg.max_speed_kmh,
+            lane_invasion=state.events.lane_invasion,
+            route_finished=progress.finished,
+            target_speed_kmh=cfg.target_speed_kmh,
+            nearest_vru_ahead_m=_ahead_distance(state, vulnerable=True),
+            nearest_vehicle_ahead_m=_ahead_distance(state, vulnerable=False),
+        )
+        self._prev_steer = state.ego.steer
+        self._past_actors.append(self._state.actors)
+        self._state = state
+        self._arc = progress.arc_length
+
+        ep = self._episode
+        ep["steps"] += 1
+        ep["distance_m"] += state.ego.speed * self._dt
+        ep["speed_sum_kmh"] += speed_kmh
+        ep["stopped_s"] = ep["stopped_s"] + self._dt if speed_kmh < 1.0 else 0.0
+
+        reason = self._termination(signals, ep["stopped_s"])
+        terminated = reason is not None
+        truncated = not terminated and ep["steps"] >= cfg.max_episode_steps
+        if truncated:
+            reason = "step_limit"
+        metrics = {
+            "speed_kmh": speed_kmh,
+            "distance_m": ep["distance_m"],
+            "center_offset_m": progress.lateral,
+            "heading_error_deg": signals.heading_error_deg,
+            "collision": float(signals.collided),
+            "collision_speed_kmh": signals.collision_speed_kmh,
+            "route_completion": progress.completion,
+            "lane_invasion": float(signals.lane_invasion),
+        }
+        info: dict[str, Any] = {
+            "signals": signals,
+            "metrics": metrics,
+            "collision_kind": collision.kind.value if collision and collision.kind else None,
+            "triggered": state.events.triggered,
+        }
+        if cfg.render_frames:
+            info["frames"] = self._frames(state)
+        if terminated or truncated:
+            info["episode_metrics"] = {
+                "steps": ep["steps"],
+                "distance_m": ep["distance_m"],
+                "average_speed_kmh": ep["speed_sum_kmh"] / ep["steps"],
+                "route_completion": progress.completion,
+                "collided": signals.collided,
+                "collision_speed_kmh": signals.collision_speed_kmh,
+                "success": reason == "route_finished",
+                "reason": reason,
+            }
+        reward = provisional_reward(signals)
+        return self._observe(state), reward, terminated, truncated, info
+
+    def _termination(self, signals: VehicleSignals, stopped_s: float) -> str | None:
+        if signals.collided:
+            return "collision"
+        if signals.route_finished:
+            return "route_finished"
+        if self.config.training and signals.off_route:
+            return "off_route"
+        if self.config.training and signals.too_fast:
+            return "too_fast"
+        if stopped_s >= self.config.stopped_seconds:
+            return "stopped"
+        return None
+
+    def _observe(self, state: WorldState) -> dict[str, np.ndarray]:
+        cfg = self.config
+        past = self._past_actors
+        history = [past[-h] if h <= len(past) else (past[0] if past else state.actors) for h in cfg.bev_history[:-1]]
+        masks = self._masks.render(state, [*history, state.actors][-len(cfg.bev_history) :])
+        assert self._tracker is not None
+        waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
+        vector = np.concatenate(
+            [[state.ego.steer, state.ego.throttle, state.ego.speed * 3.6], waypoints.reshape(-1)]
+        ).astype(np.float32)
+        return {"bev": masks, "state": vector}
+
+    def _frames(self, state: WorldState) -> dict[str, np.ndarray]:
+        if self._bev_rgb is None:
+            self._bev_rgb = BevRgbRenderer(size=self.config.rgb_size)
+            self._front = FrontCameraRenderer(size=self.config.rgb_size)
+        assert self._front is not None
+        return {"bev_rgb": self._bev_rgb.render(state), "front": self._front.render(state)}
+
+    @property
+    def world_state(self) -> WorldState | None:
+        return self._state
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._state is None:
+            return None
+        frames = self._frames(self._state)
+        return np.concatenate([frames["front"], frames["bev_rgb"]], axis=1)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        self._state = None
+
+
+def make_env(config: EnvConfig | dict[str, Any] | None = None, render_mode: str | None = None) -> DriveEnv:
+    return DriveEnv(config, render_mode=render_mode)
+
+
+def register_envs() -> None:
+    if ENV_ID not in gym.registry:
+        gym.register(id=ENV_ID, entry_point="drivevlm.env:DriveEnv")
+
+
+register_envs()
