@@ -42,7 +42,9 @@ def _time_env(env: DriveEnv, steps: int, seed: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def measure_env(config: EnvConfig | dict[str, Any] | None = None, steps: int = 2000, seed: int = 0) -> dict[str, Any]:
+def measure_env(
+    config: EnvConfig | dict[str, Any] | None = None, steps: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Steps/s of the backend alone, of the env with masks, and of the env with all three images.
 
     Resets (which reload SUMO) are inside the timed loop, as they are in training; the off-route and

@@ -11,8 +11,12 @@ import typer
 
 from drivevlm.config import ConfigError
 
-app = typer.Typer(help="DriveVLM-RL: RL driving policies taught by vision-language rewards.", no_args_is_help=True)
-sim_app = typer.Typer(help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True)
+app = typer.Typer(
+    help="DriveVLM-RL: RL driving policies taught by vision-language rewards.", no_args_is_help=True
+)
+sim_app = typer.Typer(
+    help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
@@ -29,7 +33,9 @@ def _emit(result: dict[str, Any], as_json: bool) -> None:
 def _env_config(town: str, scenario: str, density: str, seed: int, **extra: Any) -> Any:
     from drivevlm.config import EnvConfig, build
 
-    return build(EnvConfig, {"town": town, "scenario": scenario, "density": density, "seed": seed, **extra}, "env")
+    return build(
+        EnvConfig, {"town": town, "scenario": scenario, "density": density, "seed": seed, **extra}, "env"
+    )
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -54,9 +60,7 @@ def masks_to_rgb(masks: np.ndarray, channels: list[str]) -> np.ndarray:
     return image
 
 
-def run_episode_with_images(
-    config: Any, out: Path, steps: int, every: int, seed: int
-) -> dict[str, Any]:
+def run_episode_with_images(config: Any, out: Path, steps: int, every: int, seed: int) -> dict[str, Any]:
     """Drive one episode with the scripted route follower, saving the three images every `every` steps."""
     from drivevlm.env import DriveEnv
     from drivevlm.scripted_policy import RouteFollower

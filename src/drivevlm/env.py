@@ -22,7 +22,7 @@ from drivevlm.rewards.synthesis import provisional_reward
 from drivevlm.route_tracking import RouteTracker
 from drivevlm.sim.base import EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
-from drivevlm.sim.world import Actor, ActorKind, Control, WorldState
+from drivevlm.sim.world import Actor, Control, WorldState
 
 ENV_ID = "drivevlm/Town-v0"
 STABILITY_WINDOW = 30
@@ -37,7 +37,11 @@ def _ahead_distance(state: WorldState, vulnerable: bool) -> float:
         return math.inf
     ego = state.ego.pose
     local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in actors]), ego.x, ego.y, ego.yaw)
-    mask = (local[:, 0] > 0) & (local[:, 0] < _AHEAD_RANGE_M) & (np.abs(local[:, 1]) < _AHEAD_HALF_WIDTH[vulnerable])
+    mask = (
+        (local[:, 0] > 0)
+        & (local[:, 0] < _AHEAD_RANGE_M)
+        & (np.abs(local[:, 1]) < _AHEAD_HALF_WIDTH[vulnerable])
+    )
     return float(np.min(np.hypot(local[mask, 0], local[mask, 1]))) if mask.any() else math.inf
 
 
@@ -58,7 +62,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         n_state = 3 + 2 * cfg.route_waypoints
         self.observation_space = gym.spaces.Dict(
             {
-                "bev": gym.spaces.Box(0, 255, (len(self._masks.channels), cfg.bev_size, cfg.bev_size), np.uint8),
+                "bev": gym.spaces.Box(
+                    0, 255, (len(self._masks.channels), cfg.bev_size, cfg.bev_size), np.uint8
+                ),
                 "state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32),
             }
         )
@@ -95,7 +101,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         overrides = {k: options.pop(k) for k in ("town", "scenario", "density") if k in options}
         route_index = options.pop("route_index", None)
         if options:
-            raise ValueError(f"reset options: unknown keys {sorted(options)}; allowed: town, scenario, density, route_index")
+            allowed = "town, scenario, density, route_index"
+            raise ValueError(f"reset options: unknown keys {sorted(options)}; allowed: {allowed}")
         cfg = build(EnvConfig, {**self.config.model_dump(), **overrides}, "env") if overrides else self.config
         spec = EpisodeSpec(town=cfg.town, scenario=cfg.scenario, density=cfg.density, route_index=route_index)
         sim_seed = int(self.np_random.integers(0, 2**31 - 1))
@@ -216,7 +223,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _observe(self, state: WorldState) -> dict[str, np.ndarray]:
         cfg = self.config
         past = self._past_actors
-        history = [past[-h] if h <= len(past) else (past[0] if past else state.actors) for h in cfg.bev_history[:-1]]
+        history = [
+            past[-h] if h <= len(past) else (past[0] if past else state.actors) for h in cfg.bev_history[:-1]
+        ]
         masks = self._masks.render(state, [*history, state.actors][-len(cfg.bev_history) :])
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)

@@ -38,7 +38,9 @@ class RouteFollower:
         speed_kmh = float(state[2])
         waypoints = state[3:].reshape(-1, 2)
         distances = np.hypot(waypoints[:, 0], waypoints[:, 1])
-        target = waypoints[int(np.argmax(distances >= self.lookahead_m))] if distances.max() > 0 else (1.0, 0.0)
+        target = (
+            waypoints[int(np.argmax(distances >= self.lookahead_m))] if distances.max() > 0 else (1.0, 0.0)
+        )
         # Pure pursuit: curvature of the arc through the target point.
         dist2 = max(float(target[0] ** 2 + target[1] ** 2), 1e-6)
         steer_angle = math.atan(2.0 * self.wheelbase_m * float(target[1]) / dist2)

@@ -1,0 +1,160 @@
+"""The gymnasium env on the real embedded SUMO simulator."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from drivevlm.config import ConfigError, EnvConfig
+from drivevlm.env import ENV_ID, DriveEnv
+from drivevlm.rewards.base import VehicleSignals
+from drivevlm.scripted_policy import RouteFollower
+
+
+@pytest.fixture
+def env(tmp_path_factory: pytest.TempPathFactory):
+    cache = tmp_path_factory.getbasetemp() / "towns"
+    environment = DriveEnv({"cache_dir": str(cache), "density": "empty", "max_episode_steps": 200})
+    yield environment
+    environment.close()
+
+
+def _rollout(env: DriveEnv, seed: int, steps: int) -> list[dict[str, np.ndarray]]:
+    obs, _ = env.reset(seed=seed)
+    policy = RouteFollower()
+    observations = [obs]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(policy.act(obs))
+        observations.append(obs)
+        if terminated or truncated:
+            break
+    return observations
+
+
+def test_gymnasium_check_env(env: DriveEnv) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(env, skip_render_check=True)
+
+
+def test_stable_baselines3_check_env(env: DriveEnv) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    check_env(env, warn=True)
+
+
+def test_registered_with_gymnasium(tmp_path) -> None:
+    environment = gym.make(ENV_ID, config={"cache_dir": str(tmp_path), "density": "empty"})
+    try:
+        obs, _ = environment.reset(seed=1)
+        assert environment.observation_space.contains(obs)
+    finally:
+        environment.close()
+
+
+def test_same_seed_same_observations(env: DriveEnv) -> None:
+    first = _rollout(env, seed=7, steps=40)
+    second = _rollout(env, seed=7, steps=40)
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=False):
+        np.testing.assert_array_equal(a["bev"], b["bev"])
+        np.testing.assert_allclose(a["state"], b["state"], rtol=0, atol=1e-5)
+
+
+def test_observation_layout_and_info(env: DriveEnv) -> None:
+    obs, info = env.reset(seed=3)
+    assert obs["bev"].dtype == np.uint8
+    assert obs["bev"].shape == env.observation_space["bev"].shape
+    assert obs["state"].shape == (3 + 2 * 15,)
+    assert "frames" not in info  # frames are rendered only when asked for
+    obs, reward, _terminated, _truncated, info = env.step(np.array([0.0, 0.5], dtype=np.float32))
+    assert isinstance(info["signals"], VehicleSignals)
+    assert set(info["metrics"]) >= {"speed_kmh", "distance_m", "center_offset_m", "route_completion"}
+    assert math.isfinite(reward)
+    # The road is drawn under the ego (the ego starts on its route).
+    road = obs["bev"][env.mask_channels.index("road")]
+    assert road.any()
+
+
+def test_frames_rendered_when_asked(tmp_path) -> None:
+    environment = DriveEnv(
+        {"cache_dir": str(tmp_path), "density": "empty", "render_frames": True, "rgb_size": 96}
+    )
+    try:
+        _, info = environment.reset(seed=0)
+        _, _, _, _, info = environment.step(np.array([0.0, 0.3], dtype=np.float32))
+        frames = info["frames"]
+        assert frames["bev_rgb"].shape == (96, 96, 3) and frames["bev_rgb"].dtype == np.uint8
+        assert frames["front"].shape == (96, 96, 3) and frames["front"].std() > 0
+    finally:
+        environment.close()
+
+
+def test_scripted_driver_makes_progress_and_earns_positive_reward(env: DriveEnv) -> None:
+    obs, _ = env.reset(seed=5)
+    policy = RouteFollower(target_speed_kmh=20.0)
+    rewards, signals = [], None
+    for _ in range(120):
+        obs, reward, terminated, truncated, info = env.step(policy.act(obs, signals))
+        signals = info["signals"]
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert info["metrics"]["distance_m"] > 20.0
+    assert np.mean(rewards[-30:]) > 0.3
+    assert abs(signals.center_offset_m) < 1.5
+
+
+@pytest.mark.parametrize("bad", [[float("nan"), 0.0], [0.0, float("inf")]])
+def test_non_finite_action_is_an_error(env: DriveEnv, bad: list[float]) -> None:
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array(bad, dtype=np.float32))
+
+
+def test_out_of_range_action_is_clipped(env: DriveEnv) -> None:
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([5.0, 9.0], dtype=np.float32))
+    assert -1.0 <= obs["state"][0] <= 1.0 and -1.0 <= obs["state"][1] <= 1.0
+
+
+def test_wrong_action_shape_is_an_error(env: DriveEnv) -> None:
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.zeros(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("town", "atlantis"), ("scenario", "alien_invasion"), ("density", "rush_hour")]
+)
+def test_unknown_choice_names_the_field_and_allowed_values(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"env\.{field}: unknown value '{value}'; allowed: "):
+        DriveEnv({field: value})
+
+
+def test_unknown_reset_option_is_an_error(env: DriveEnv) -> None:
+    with pytest.raises(ValueError, match="reset options"):
+        env.reset(seed=0, options={"weather": "rain"})
+
+
+def test_reset_option_overrides_scenario(env: DriveEnv) -> None:
+    _, info = env.reset(seed=0, options={"scenario": "slow_cyclist"})
+    assert info["spec"].scenario == "slow_cyclist"
+
+
+def test_training_terminations_can_be_switched_off(tmp_path) -> None:
+    config = EnvConfig(cache_dir=tmp_path, density="empty", training=False, max_episode_steps=150)
+    environment = DriveEnv(config)
+    try:
+        environment.reset(seed=2)
+        reason = None
+        for _ in range(150):
+            # Full throttle straight ahead: leaves the route or exceeds 35 km/h, neither ends the episode.
+            _, _, terminated, truncated, info = environment.step(np.array([0.0, 1.0], dtype=np.float32))
+            if terminated or truncated:
+                reason = info["episode_metrics"]["reason"]
+                break
+        assert reason not in ("off_route", "too_fast")
+    finally:
+        environment.close()
