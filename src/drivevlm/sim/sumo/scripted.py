@@ -1,0 +1,220 @@
+"""Scripted safety-critical events, staged relative to the ego's route so they really happen ahead of it.
+
+Staging is pure geometry (no SUMO calls): it returns `ScriptedActor`s with a path, a speed and the ego
+route position at which they start. The backend pushes their poses into SUMO so traffic reacts to them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivevlm.sim.geometry import polyline_lengths, project_point, resample_polyline
+from drivevlm.sim.sumo.mapdata import RoutePlan, TownData
+from drivevlm.sim.world import ActorKind
+
+PEDESTRIAN_SIZE = (0.5, 0.6, 1.75)
+BICYCLE_SIZE = (1.8, 0.7, 1.7)
+PARKED_CAR_SIZE = (4.5, 1.85, 1.5)
+
+
+@dataclass(eq=False)
+class ScriptedActor:
+    id: str
+    kind: ActorKind
+    path: np.ndarray
+    speed: float
+    size: tuple[float, float, float]
+    event: str | None
+    # The actor starts moving once the ego's route progress passes this arc length.
+    trigger_s: float
+    parked: bool = False
+    started: bool = False
+    travelled: float = 0.0
+    cumulative: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.cumulative = polyline_lengths(self.path)
+
+    def pose(self) -> tuple[float, float, float]:
+        """Box centre and yaw at the current travelled distance (the path end once it is reached)."""
+        s = self.cumulative  # type: ignore[assignment]
+        d = min(self.travelled, float(s[-1]))
+        i = int(np.searchsorted(s, d, side="right")) - 1
+        i = min(max(i, 0), len(self.path) - 2)
+        seg = self.path[i + 1] - self.path[i]
+        length = float(s[i + 1] - s[i]) or 1.0
+        t = (d - float(s[i])) / length
+        p = self.path[i] + seg * t
+        return float(p[0]), float(p[1]), math.atan2(float(seg[1]), float(seg[0]))
+
+    @property
+    def moving(self) -> bool:
+        return self.started and not self.parked and self.travelled < float(self.cumulative[-1])  # type: ignore[index]
+
+
+def _at(plan: RoutePlan, s: float, lateral: float = 0.0) -> np.ndarray:
+    wp, cum = plan.route.waypoints, plan.cumulative
+    x = float(np.interp(s, cum, wp[:, 0]))
+    y = float(np.interp(s, cum, wp[:, 1]))
+    i = min(int(np.searchsorted(cum, s)), len(wp) - 1)
+    h = float(plan.route.headings[max(i - 1, 0)])
+    return np.array([x - lateral * math.sin(h), y + lateral * math.cos(h)])
+
+
+def _heading_at(plan: RoutePlan, s: float) -> float:
+    i = min(int(np.searchsorted(plan.cumulative, s)), len(plan.cumulative) - 1)
+    return float(plan.route.headings[max(i - 1, 0)])
+
+
+def _lane_at(plan: RoutePlan, s: float) -> str:
+    i = min(int(np.searchsorted(plan.cumulative, s)), len(plan.cumulative) - 1)
+    return plan.route.lane_ids[i]
+
+
+def _straight_spot(town: TownData, plan: RoutePlan, min_s: float, before_end: float) -> tuple[float, str] | None:
+    """First arc length >= min_s on a normal edge, in the edge's rightmost lane, `before_end` m from its end."""
+    for seg in plan.segments:
+        if seg.kind != "edge":
+            continue
+        s = max(seg.start + 20.0, min_s)
+        if s <= seg.end - before_end and _lane_at(plan, s) == town.lane_id(seg.id, town.driving_lanes[seg.id][0]):
+            return s, seg.id
+    return None
+
+
+def _pedestrian_crossing(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    wp = plan.route.waypoints
+    best: tuple[float, np.ndarray] | None = None
+    for _cid, line, _width, _node in town.crossings:
+        pts = resample_polyline(line, 0.5)
+        d = np.linalg.norm(pts[:, None, :] - wp[None, :, :], axis=2)
+        j = int(np.argmin(d.min(axis=0)))
+        if d[:, j].min() > 1.0:
+            continue
+        s = float(plan.cumulative[j])
+        if 35.0 <= s <= plan.route.length - 10.0 and (best is None or s < best[0]):
+            best = (s, line)
+    if best is None:
+        return None
+    s, line = best
+    a, b = np.asarray(line[0]), np.asarray(line[-1])
+    h = _heading_at(plan, s)
+    normal = np.array([-math.sin(h), math.cos(h)])
+    # Walk from the right-hand kerb (seen from the ego) to the left one, a metre onto each sidewalk.
+    if float(np.dot(a - b, normal)) > 0:
+        a, b = b, a
+    direction = (b - a) / (np.linalg.norm(b - a) or 1.0)
+    path = np.stack([a - direction, b + direction])
+    ped = ScriptedActor("scripted_ped", ActorKind.PEDESTRIAN, path, 1.4, PEDESTRIAN_SIZE, "pedestrian_crossing", s - 22.0)
+    return [ped]
+
+
+def _occluded_pedestrian(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spot = _straight_spot(town, plan, 45.0, 20.0)
+    if spot is None:
+        return None
+    s, edge = spot
+    half = town.lane_widths[town.lane_id(edge, town.driving_lanes[edge][0])] / 2
+    h = _heading_at(plan, s)
+    car_centre = _at(plan, s - 3.0, -(half + 0.7))
+    parked = ScriptedActor(
+        "scripted_parked", ActorKind.CAR, np.stack([car_centre, car_centre + [math.cos(h), math.sin(h)]]),
+        0.0, PARKED_CAR_SIZE, None, 0.0, parked=True,
+    )
+    start = _at(plan, s + 0.3, -(half + 2.2))
+    end = _at(plan, s + 0.3, half + 4.0)
+    ped = ScriptedActor(
+        "scripted_ped", ActorKind.PEDESTRIAN, np.stack([start, end]), 1.6, PEDESTRIAN_SIZE, "occluded_pedestrian", s - 18.0
+    )
+    return [parked, ped]
+
+
+def _slow_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    if plan.route.length < 150.0:
+        return None
+    start = 30.0
+    arcs = np.arange(start, plan.route.length, 1.0)
+    path = np.stack([_at(plan, float(a), -0.6) for a in arcs])
+    bike = ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 4.0, BICYCLE_SIZE, "slow_cyclist", start - 25.0)
+    return [bike]
+
+
+def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    edges = plan.edges
+    for k, seg in enumerate(plan.segments):
+        if seg.kind != "junction" or seg.start < 50.0:
+            continue
+        idx = [i for i in range(len(edges) - 1) if town.edge_nodes[edges[i]][1] == seg.id]
+        if not idx:
+            continue
+        route_in, route_out = edges[idx[0]], edges[idx[0] + 1]
+        sides = sorted(
+            e
+            for e, (_a, b) in town.edge_nodes.items()
+            if b == seg.id and e not in (route_in, town.opposite.get(route_out)) and (e, route_out) in town.connections
+        )
+        if not sides:
+            continue
+        side = sides[0]
+        conn = sorted(town.connections[(side, route_out)], key=lambda c: c.from_lane)[0]
+        lane_in = town.lane_shapes[town.lane_id(side, conn.from_lane)]
+        lane_in = resample_polyline(lane_in, 1.0)
+        lane_in = lane_in[max(len(lane_in) - 16, 0) :]
+        lane_out = resample_polyline(town.lane_shapes[town.lane_id(route_out, conn.to_lane)], 1.0)[:45]
+        path = np.concatenate([lane_in, *[resample_polyline(v, 1.0) for v in conn.via_shapes], lane_out])
+        del k
+        return [ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 4.5, BICYCLE_SIZE, "cyclist_merge", seg.start - 35.0)]
+    return None
+
+
+def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    for seg in plan.segments:
+        if seg.kind != "edge" or seg.id not in town.opposite:
+            continue
+        s = max(seg.start + 25.0, 45.0)
+        if s > seg.end - 15.0 or _lane_at(plan, s) != town.lane_id(seg.id, town.driving_lanes[seg.id][0]):
+            continue
+        h = _heading_at(plan, s)
+        centre = _at(plan, s)
+        parked = ScriptedActor(
+            "scripted_parked", ActorKind.CAR, np.stack([centre, centre + [math.cos(h), math.sin(h)]]),
+            0.0, PARKED_CAR_SIZE, None, 0.0, parked=True,
+        )
+        opp = town.opposite[seg.id]
+        inner = town.lane_shapes[town.lane_id(opp, town.driving_lanes[opp][-1])]
+        inner = resample_polyline(inner, 1.0)
+        ahead = _at(plan, min(s + 40.0, seg.end))
+        start = project_point(inner, float(ahead[0]), float(ahead[1])).arc_length
+        cum = polyline_lengths(inner)
+        path = inner[cum >= start]
+        if len(path) < 10:
+            continue
+        bike = ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 5.0, BICYCLE_SIZE, "oncoming_cyclist", s - 40.0)
+        return [parked, bike]
+    return None
+
+
+def _car_following(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    """The lead car is driven by SUMO (it obeys the signals); here we only check the route suits it."""
+    signalised = [s for s in plan.segments if s.kind == "junction" and s.id in town.signals and s.start > 30.0]
+    return [] if signalised else None
+
+
+STAGERS = {
+    "pedestrian_crossing": _pedestrian_crossing,
+    "occluded_pedestrian": _occluded_pedestrian,
+    "slow_cyclist": _slow_cyclist,
+    "cyclist_merge": _cyclist_merge,
+    "oncoming_cyclist": _oncoming_cyclist,
+    "car_following": _car_following,
+}
+
+
+def stage(scenario: str, town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    """Scripted actors for `scenario` on this route, or None when the route does not suit it."""
+    if scenario == "random":
+        return []
+    return STAGERS[scenario](town, plan)
