@@ -1,0 +1,1 @@
+"""Multi-frame vision-language models (LVLMs): an OpenAI-compatible client and in-process backends."""

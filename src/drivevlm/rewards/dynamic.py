@@ -1,0 +1,206 @@
+"""Dynamic pathway: a detector gate, an LVLM that describes the risk, and CLIP that scores the description.
+
+R_dynamic = g·[α·cos(I_cam, T_pos_dyn) − β·cos(I_cam, T_dyn)], with g = 1 only when a critical class
+(person, bicycle, motorcycle by default) is detected in the current front frame; R_dynamic = 0 otherwise
+and the LVLM is not called. T_dyn is the CLIP text embedding of the LVLM's description of the last K+1 frames.
+
+Fallback (documented, logged and counted in `DynamicPathway.stats`): when the LVLM call fails
+(server down, timeout, any backend exception) or its answer is unusable (empty, refusal, not text,
+no letters), the gate stays open and the dynamic goal becomes `fallback_goal`
+("A vulnerable road user is near the road ahead"). The gate saw a vulnerable road user, so that generic
+description is true and keeps the frame penalised for the risk, the conservative choice; closing the gate
+instead would reward the risky frame as if the road were clear. Training never stops because of the LVLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivevlm.models.base import Detection, Detector, ImageTextEncoder, VisionLanguageModel, check_images
+from drivevlm.models.detectors.coco import DEFAULT_CRITICAL_CLASSES, canonical_class, check_class_names
+from drivevlm.models.lvlm.parsing import DEFAULT_MAX_WORDS, parse_goal
+from drivevlm.models.lvlm.prompts import PromptTemplate, load_prompt
+from drivevlm.rewards.static import cosine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DYNAMIC_POSITIVE_GOAL = "The road ahead is clear with no obstacles"
+DEFAULT_FALLBACK_GOAL = "A vulnerable road user is near the road ahead"
+DEFAULT_PROMPT_VERSION = "dynamic_goal_v1"
+
+
+def dynamic_score(
+    gate: np.ndarray,
+    cos_positive: np.ndarray,
+    cos_goal: np.ndarray,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> np.ndarray:
+    """g·[α·cos_pos − β·cos_goal]; exactly 0 where the gate is closed (whatever the cosines hold there)."""
+    gate = np.asarray(gate, dtype=bool)
+    raw = alpha * np.asarray(cos_positive, dtype=np.float64) - beta * np.asarray(cos_goal, dtype=np.float64)
+    return np.where(gate, raw, 0.0)
+
+
+class AttentionGate:
+    """Opens for a frame when the detector finds a critical class at or above the confidence threshold."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        critical_classes: Sequence[str] = DEFAULT_CRITICAL_CLASSES,
+        threshold: float = 0.25,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"gate.threshold: expected a confidence in [0, 1], got {threshold}")
+        if not critical_classes:
+            raise ValueError("gate.classes: at least one critical COCO class is needed, e.g. person")
+        self.detector = detector
+        self.critical_classes = frozenset(check_class_names(critical_classes, "gate.classes"))
+        self.threshold = threshold
+
+    def critical(self, detections: Sequence[Detection]) -> list[Detection]:
+        return [
+            d
+            for d in detections
+            if canonical_class(d.label) in self.critical_classes and d.score >= self.threshold
+        ]
+
+    def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, list[list[Detection]]]:
+        """(open per frame, the critical detections per frame)."""
+        batch = check_images(images, "front frame")
+        found = [self.critical(per_frame) for per_frame in self.detector.detect(batch)]
+        if len(found) != len(batch):
+            raise RuntimeError(f"detector {self.detector.name}: {len(found)} results for {len(batch)} frames")
+        return np.array([bool(f) for f in found], dtype=bool), found
+
+
+@dataclass(slots=True)
+class DynamicScores:
+    r_dynamic: np.ndarray
+    gate: np.ndarray
+    # The dynamic language goal per frame ("" where the gate is closed).
+    goals: list[str]
+    detections: list[list[Detection]]
+    # Why the fallback goal was used per frame ("" when the LVLM's answer was used or the gate was closed).
+    fallbacks: list[str] = field(default_factory=list)
+    cos_positive: np.ndarray | None = None
+    cos_goal: np.ndarray | None = None
+
+
+class DynamicPathway:
+    """Gate -> LVLM on the last K+1 front frames -> parsed goal -> CLIP score of the current front frame."""
+
+    def __init__(
+        self,
+        encoder: ImageTextEncoder,
+        gate: AttentionGate,
+        vlm: VisionLanguageModel,
+        *,
+        positive_goal: str = DEFAULT_DYNAMIC_POSITIVE_GOAL,
+        fallback_goal: str = DEFAULT_FALLBACK_GOAL,
+        prompt: PromptTemplate | None = None,
+        window_frames: int = 4,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        max_words: int = DEFAULT_MAX_WORDS,
+        concurrency: int = 8,
+    ) -> None:
+        if window_frames < 1:
+            raise ValueError(f"window_frames: must be >= 1 (K+1 frames), got {window_frames}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
+        if not fallback_goal.strip():
+            raise ValueError("fallback_goal: must not be empty")
+        self.encoder = encoder
+        self.gate = gate
+        self.vlm = vlm
+        self.fallback_goal = fallback_goal
+        self.template = prompt or load_prompt(DEFAULT_PROMPT_VERSION)
+        self.window_frames = window_frames
+        self.alpha = alpha
+        self.beta = beta
+        self.max_words = max_words
+        self.concurrency = concurrency
+        self.prompt = self.template.render(num_frames=window_frames, max_words=max_words)
+        self.positive = np.asarray(encoder.encode_texts([positive_goal])[0])
+        self._goal_embeddings: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        # Counts since construction: frames, gate_open, lvlm_calls, fallback:<reason>, truncated.
+        self.stats: Counter[str] = Counter()
+
+    def _fallback(self, reason: str, detail: str) -> tuple[str, str]:
+        with self._lock:
+            self.stats[f"fallback:{reason}"] += 1
+        log.warning(
+            "dynamic pathway: LVLM %s %s (%s); using fallback goal %r",
+            self.vlm.name,
+            reason,
+            detail,
+            self.fallback_goal,
+        )
+        return self.fallback_goal, reason
+
+    def describe(self, window: Sequence[np.ndarray]) -> tuple[str, str]:
+        """(dynamic goal, fallback reason or "") for one window; never raises on an LVLM failure."""
+        frames = list(window[-self.window_frames :])
+        with self._lock:
+            self.stats["lvlm_calls"] += 1
+        try:
+            answer = self.vlm.generate(frames, self.prompt)
+        except (
+            Exception
+        ) as error:  # a reward thread must survive any backend failure; it is counted and logged
+            kind = getattr(error, "kind", type(error).__name__)
+            return self._fallback(f"lvlm_error:{kind}", str(error))
+        parsed = parse_goal(answer, self.max_words)
+        if not parsed.ok:
+            return self._fallback(parsed.reason, repr(answer)[:80])
+        if parsed.truncated:
+            with self._lock:
+                self.stats["truncated"] += 1
+        return parsed.text, ""
+
+    def _embed_goals(self, goals: Sequence[str]) -> np.ndarray:
+        new = sorted({g for g in goals if g not in self._goal_embeddings})
+        if new:
+            for goal, row in zip(new, np.asarray(self.encoder.encode_texts(new)), strict=True):
+                self._goal_embeddings[goal] = row
+        return np.stack([self._goal_embeddings[g] for g in goals])
+
+    def __call__(self, windows: Sequence[Sequence[np.ndarray]]) -> DynamicScores:
+        """Score a batch of front-camera windows (oldest first; the last frame of each is the current one)."""
+        for index, window in enumerate(windows):
+            if len(window) == 0:
+                raise ValueError(
+                    f"front_window[{index}]: empty; the dynamic pathway needs at least the current frame"
+                )
+        current = check_images([w[-1] for w in windows], "front_window current frame")
+        n = len(current)
+        gate, detections = self.gate(current)
+        goals = [""] * n
+        fallbacks = [""] * n
+        opened = np.flatnonzero(gate).tolist()
+        self.stats["frames"] += n
+        self.stats["gate_open"] += len(opened)
+        if opened:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(opened))) as pool:
+                for i, (goal, reason) in zip(
+                    opened, pool.map(lambda i: self.describe(windows[i]), opened), strict=True
+                ):
+                    goals[i], fallbacks[i] = goal, reason
+        cos_pos = np.zeros(n)
+        cos_goal = np.zeros(n)
+        if opened:
+            images = np.asarray(self.encoder.encode_images(current[opened]))
+            cos_pos[opened] = cosine(images, self.positive)
+            cos_goal[opened] = cosine(images, self._embed_goals([goals[i] for i in opened]))
+        r_dynamic = dynamic_score(gate, cos_pos, cos_goal, self.alpha, self.beta)
+        return DynamicScores(r_dynamic, gate, goals, detections, fallbacks, cos_pos, cos_goal)
