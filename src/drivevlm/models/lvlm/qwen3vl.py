@@ -1,0 +1,145 @@
+"""Qwen3-VL run in-process with transformers: several frames and a prompt in, text out.
+
+Qwen3VLProcessor cannot be built without torchvision (its video processor needs it), so this backend
+does the processor's work itself: render the chat, run the Qwen2-VL image processor, expand each
+``<|image_pad|>`` into one token per merged vision patch, and pass ``mm_token_type_ids`` to
+``generate`` (without it, generation silently uses text-only positions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drivevlm.models.base import check_images
+from drivevlm.models.loading import resolve_device, resolve_dtype, resolve_model_dir
+
+IMAGE_PAD = "<|image_pad|>"
+IMAGE_SLOT = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
+
+
+def qwen_chat_text(image_count: int, prompt: str) -> str:
+    """The Qwen3-VL Instruct chat format for one user turn (images, then text) and the assistant cue."""
+    return f"<|im_start|>user\n{IMAGE_SLOT * image_count}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def expand_image_pads(text: str, tokens_per_image: Sequence[int]) -> str:
+    """Replace the i-th ``<|image_pad|>`` by tokens_per_image[i] copies, as the model expects."""
+    pieces = text.split(IMAGE_PAD)
+    if len(pieces) - 1 != len(tokens_per_image):
+        raise ValueError(
+            f"chat text has {len(pieces) - 1} {IMAGE_PAD} slots for {len(tokens_per_image)} images; "
+            "the chat template must emit one slot per image"
+        )
+    out = [pieces[0]]
+    for count, piece in zip(tokens_per_image, pieces[1:], strict=True):
+        out.append(IMAGE_PAD * int(count) + piece)
+    return "".join(out)
+
+
+class Qwen3VLModel:
+    """Qwen3-VL (e.g. Qwen/Qwen3-VL-2B-Instruct) by model id or local folder; greedy decoding by default."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "cpu",
+        *,
+        max_new_tokens: int = 64,
+        dtype: str | None = None,
+        max_pixels: int | None = None,
+        do_sample: bool = False,
+        revision: str | None = None,
+        allow_download: bool = False,
+    ) -> None:
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels: expected a positive pixel count, got {max_pixels}")
+        folder = resolve_model_dir(model, revision=revision, allow_download=allow_download)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_new_tokens = max_new_tokens
+        self.do_sample = do_sample
+        self.name = f"qwen3vl:{model}"
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            folder, dtype=self.dtype, local_files_only=True
+        )
+        self.model.to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        self.merge_size = int(getattr(self.image_processor, "merge_size", 2))
+        self.image_token_id = int(self.model.config.image_token_id)
+        self.chat_template = self.tokenizer.chat_template or self._processor_chat_template(folder)
+        self.size_override: dict[str, int] | None = None
+        if max_pixels is not None:
+            size = dict(getattr(self.image_processor, "size", None) or {})
+            size["longest_edge"] = max_pixels
+            size["shortest_edge"] = min(int(size.get("shortest_edge", max_pixels)), max_pixels)
+            self.size_override = size
+
+    @staticmethod
+    def _processor_chat_template(folder: Path) -> str | None:
+        """Some checkpoints keep the chat template only beside the processor config."""
+        for name in ("chat_template.jinja", "chat_template.json"):
+            path = folder / name
+            if path.is_file():
+                text = path.read_text(encoding="utf-8")
+                return str(json.loads(text)["chat_template"]) if name.endswith(".json") else text
+        return None
+
+    def render_chat(self, image_count: int, prompt: str) -> str:
+        """The prompt text before image-pad expansion: the checkpoint's own chat template when it has one."""
+        if self.chat_template is None:
+            return qwen_chat_text(image_count, prompt)
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(image_count)]
+        content.append({"type": "text", "text": prompt})
+        return str(
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}],
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        )
+
+    def prepare(self, frames: Sequence[np.ndarray] | np.ndarray, prompt: str) -> dict[str, torch.Tensor]:
+        """Model inputs for generate(): token ids, attention mask, pixels, grid sizes, image-token mask."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt: expected a non-empty string, got {prompt!r}")
+        batch = check_images(frames, what="frames")
+        if len(batch) == 0:
+            raise ValueError("frames: expected at least one frame, got none")
+        extra = {"size": self.size_override} if self.size_override else {}
+        vision = self.image_processor(images=list(batch), return_tensors="pt", **extra)
+        grid = vision["image_grid_thw"]
+        tokens_per_image = (grid.prod(dim=-1) // self.merge_size**2).tolist()
+        text = expand_image_pads(self.render_chat(len(batch), prompt), tokens_per_image)
+        encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        input_ids = encoded["input_ids"]
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": encoded["attention_mask"].to(self.device),
+            "pixel_values": vision["pixel_values"].to(self.device, self.dtype),
+            "image_grid_thw": grid.to(self.device),
+            "mm_token_type_ids": (input_ids == self.image_token_id).long().to(self.device),
+        }
+
+    @torch.inference_mode()
+    def generate(self, frames: Sequence[np.ndarray] | np.ndarray, prompt: str) -> str:
+        inputs = self.prepare(frames, prompt)
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return str(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
