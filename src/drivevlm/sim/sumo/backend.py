@@ -9,6 +9,7 @@ areas never count.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 import zlib
@@ -92,7 +93,9 @@ def _routes_for(town: str, scenario: str, cache_key: str | None) -> tuple[tuple[
     raise SimulatorError(f"town {town}: found only {len(found)} evaluation routes for scenario {scenario}")
 
 
-def evaluation_routes(town: str, scenario: str = "random", cache_dir: str | Path | None = None) -> tuple[tuple[str, ...], ...]:
+def evaluation_routes(
+    town: str, scenario: str = "random", cache_dir: str | Path | None = None
+) -> tuple[tuple[str, ...], ...]:
     """The town's fixed evaluation routes (edge lists) for a scenario; deterministic across runs."""
     check_choice("town", town, TOWNS)
     check_choice("scenario", scenario, SCENARIOS)
@@ -137,16 +140,14 @@ class SumoBackend:
 
         if self._running:
             self._running = False
-            try:
+            with contextlib.suppress(Exception):
                 libsumo.close()
-            except Exception:  # noqa: BLE001 - a crashed SUMO may fail to close; it is gone either way
-                pass
 
     def __del__(self) -> None:
         try:
             if not self._closed:
                 self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     # ---- reset -----------------------------------------------------------------------------------
@@ -175,7 +176,9 @@ class SumoBackend:
             raise
         except Exception as error:
             self._stop()
-            raise SimulatorError(f"SUMO failed during reset of {spec.town}/{spec.scenario}: {error}") from error
+            raise SimulatorError(
+                f"SUMO failed during reset of {spec.town}/{spec.scenario}: {error}"
+            ) from error
 
     def _choose_route(self, spec: EpisodeSpec) -> tuple[RoutePlan, list[scripted.ScriptedActor]]:
         town = self._town
@@ -243,7 +246,9 @@ class SumoBackend:
         self._lead_seen = False
         self._triggered_pending: list[str] = []
         libsumo.route.add("ego_route", list(plan.edges))
-        libsumo.vehicle.add(EGO_ID, "ego_route", typeID="ego", departLane=str(plan.depart_lane), departPos="0")
+        libsumo.vehicle.add(
+            EGO_ID, "ego_route", typeID="ego", departLane=str(plan.depart_lane), departPos="0"
+        )
         if self._spec.scenario == "car_following":
             libsumo.vehicle.add(
                 LEAD_ID, "ego_route", typeID="lead_car", departLane=str(plan.depart_lane), departPos="28",
@@ -254,7 +259,9 @@ class SumoBackend:
         libsumo.vehicle.setLaneChangeMode(EGO_ID, 0)
         wp, head = plan.route.waypoints, plan.route.headings
         start = wp[min(3, len(wp) - 1)]
-        self._ego = BicycleState(Pose(float(start[0]), float(start[1]), float(head[min(3, len(wp) - 1)])), 0.0)
+        self._ego = BicycleState(
+            Pose(float(start[0]), float(start[1]), float(head[min(3, len(wp) - 1)])), 0.0
+        )
         self._push_ego()
         vars_ = [tc.VAR_POSITION, tc.VAR_ANGLE, tc.VAR_SPEED, tc.VAR_TYPE]
         libsumo.vehicle.subscribeContext(EGO_ID, tc.CMD_GET_VEHICLE_VARIABLE, self._radius, vars_)
@@ -452,7 +459,7 @@ class SumoBackend:
             half = 0.5 * length
             pose = Pose(fx - half * math.cos(yaw), fy - half * math.sin(yaw), yaw)
             is_lead = aid == LEAD_ID
-            if is_lead and not self._lead_seen:
+            if is_lead and not self._lead_seen and self._step > 0:
                 self._lead_seen = True
                 triggered = (*triggered, "car_following")
             actors.append(Actor(aid, kind, pose, values[64], length, width, height, scripted=is_lead))
@@ -461,7 +468,17 @@ class SumoBackend:
             length, width, height = actor.size
             speed = actor.speed if actor.moving else 0.0
             actors.append(
-                Actor(actor.id, actor.kind, Pose(x, y, yaw), speed, length, width, height, scripted=True, parked=actor.parked)
+                Actor(
+                    actor.id,
+                    actor.kind,
+                    Pose(x, y, yaw),
+                    speed,
+                    length,
+                    width,
+                    height,
+                    scripted=True,
+                    parked=actor.parked,
+                )
             )
         ego_state = EgoState(ego.pose, ego.speed, ego.steer, ego.throttle)
         events = StepEvents(self._collisions(ego_state, actors), self._lane_invasion(ego_state), triggered)
@@ -500,8 +517,8 @@ class SumoBackend:
         ox, oy = town.raster_origin
         p = ego.pose
         for cx, cy in box_corners(p.x, p.y, p.yaw, ego.length, ego.width):
-            col = int(round((cx - ox) / RASTER_RESOLUTION))
-            row = int(round((cy - oy) / RASTER_RESOLUTION))
+            col = round((cx - ox) / RASTER_RESOLUTION)
+            row = round((cy - oy) / RASTER_RESOLUTION)
             if not (0 <= row < raster.shape[0] and 0 <= col < raster.shape[1]):
                 continue
             code = int(raster[row, col])

@@ -6,6 +6,7 @@ Reading a network costs a fraction of a second, so `load_town` caches one `TownD
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,14 @@ def _read(town: str, net_path: Path) -> TownData:
             if lane.allows("passenger"):
                 idx.append(lane.getIndex())
                 lanes.append(
-                    Lane(lane.getID(), _shape(lane), float(lane.getWidth()), LaneKind.DRIVING, eid, lane.getIndex())
+                    Lane(
+                        lane.getID(),
+                        _shape(lane),
+                        float(lane.getWidth()),
+                        LaneKind.DRIVING,
+                        eid,
+                        lane.getIndex(),
+                    )
                 )
             elif lane.allows("pedestrian"):
                 sidewalks.append(Strip(lane.getID(), _shape(lane), float(lane.getWidth())))
@@ -240,18 +248,18 @@ def _invasion_raster(
     Junction areas are cleared (lanes of every direction cross there); walking areas at the corners
     count as sidewalk. Row index is y, column index is x.
     """
-    w = int(math.ceil((bounds[2] - bounds[0]) / RASTER_RESOLUTION)) + 1
-    h = int(math.ceil((bounds[3] - bounds[1]) / RASTER_RESOLUTION)) + 1
+    w = math.ceil((bounds[2] - bounds[0]) / RASTER_RESOLUTION) + 1
+    h = math.ceil((bounds[3] - bounds[1]) / RASTER_RESOLUTION) + 1
     raster = np.zeros((h, w), dtype=np.uint8)
     for strip in sidewalks:
-        thickness = max(int(round(strip.width / RASTER_RESOLUTION)), 1)
+        thickness = max(round(strip.width / RASTER_RESOLUTION), 1)
         cv2.polylines(raster, [_to_px(strip.centerline, bounds)], False, 1, thickness)
     for lane in lanes:
         pts = lane.centerline
         heads = polyline_headings(pts)
-        thickness = max(int(round(lane.width / RASTER_RESOLUTION)), 1)
+        thickness = max(round(lane.width / RASTER_RESOLUTION), 1)
         for i in range(len(pts) - 1):
-            k = int(round((heads[i] % (2 * math.pi)) / (2 * math.pi) * HEADING_BINS)) % HEADING_BINS
+            k = round((heads[i] % (2 * math.pi)) / (2 * math.pi) * HEADING_BINS) % HEADING_BINS
             seg = _to_px(pts[i : i + 2], bounds)
             cv2.polylines(raster, [seg], False, 2 + k, thickness)
     for poly in junctions:
@@ -274,7 +282,7 @@ def build_route(town: TownData, edges: tuple[str, ...], depart_lane: int | None 
     chosen: list[Connection] = []
     entry = depart_lane if depart_lane is not None else town.driving_lanes[edges[0]][0]
     first_lane = entry
-    for a, b in zip(edges[:-1], edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         options = town.connections.get((a, b))
         if not options:
             raise ValueError(f"route: edge {a} does not lead to {b}")
@@ -322,13 +330,17 @@ def build_route(town: TownData, edges: tuple[str, ...], depart_lane: int | None 
     start = 0
     for j in range(1, len(kinds) + 1):
         if j == len(kinds) or kinds[j] != kinds[start]:
-            segments.append(Segment(kinds[start][0], kinds[start][1], float(cumulative[start]), float(cumulative[j - 1])))
+            segments.append(
+                Segment(kinds[start][0], kinds[start][1], float(cumulative[start]), float(cumulative[j - 1]))
+            )
             start = j
     route = Route(pts, polyline_headings(pts), tuple(ids))
     return RoutePlan(tuple(edges), route, cumulative, tuple(segments), first_lane)
 
 
-def random_edges(town: TownData, rng: np.random.Generator, min_edges: int = 4, max_edges: int = 6) -> tuple[str, ...]:
+def random_edges(
+    town: TownData, rng: np.random.Generator, min_edges: int = 4, max_edges: int = 6
+) -> tuple[str, ...]:
     """A random walk over driving edges that turns at junctions now and then (never a U-turn)."""
     starts = sorted(town.successors)
     for _ in range(200):
@@ -343,7 +355,7 @@ def random_edges(town: TownData, rng: np.random.Generator, min_edges: int = 4, m
             continue
         turns = sum(
             1
-            for a, b in zip(edges[:-1], edges[1:], strict=False)
+            for a, b in itertools.pairwise(edges)
             if any(c.direction in ("l", "r", "L", "R") for c in town.connections[(a, b)])
         )
         if turns >= 1:

@@ -74,13 +74,17 @@ def _lane_at(plan: RoutePlan, s: float) -> str:
     return plan.route.lane_ids[i]
 
 
-def _straight_spot(town: TownData, plan: RoutePlan, min_s: float, before_end: float) -> tuple[float, str] | None:
-    """First arc length >= min_s on a normal edge, in the edge's rightmost lane, `before_end` m from its end."""
+def _straight_spot(
+    town: TownData, plan: RoutePlan, min_s: float, before_end: float
+) -> tuple[float, str] | None:
+    """First arc length >= min_s on a normal edge, in its rightmost lane, `before_end` m before its end."""
     for seg in plan.segments:
         if seg.kind != "edge":
             continue
         s = max(seg.start + 20.0, min_s)
-        if s <= seg.end - before_end and _lane_at(plan, s) == town.lane_id(seg.id, town.driving_lanes[seg.id][0]):
+        if s <= seg.end - before_end and _lane_at(plan, s) == town.lane_id(
+            seg.id, town.driving_lanes[seg.id][0]
+        ):
             return s, seg.id
     return None
 
@@ -108,7 +112,9 @@ def _pedestrian_crossing(town: TownData, plan: RoutePlan) -> list[ScriptedActor]
         a, b = b, a
     direction = (b - a) / (np.linalg.norm(b - a) or 1.0)
     path = np.stack([a - direction, b + direction])
-    ped = ScriptedActor("scripted_ped", ActorKind.PEDESTRIAN, path, 1.4, PEDESTRIAN_SIZE, "pedestrian_crossing", s - 22.0)
+    ped = ScriptedActor(
+        "scripted_ped", ActorKind.PEDESTRIAN, path, 1.4, PEDESTRIAN_SIZE, "pedestrian_crossing", s - 22.0
+    )
     return [ped]
 
 
@@ -121,13 +127,25 @@ def _occluded_pedestrian(town: TownData, plan: RoutePlan) -> list[ScriptedActor]
     h = _heading_at(plan, s)
     car_centre = _at(plan, s - 3.0, -(half + 0.7))
     parked = ScriptedActor(
-        "scripted_parked", ActorKind.CAR, np.stack([car_centre, car_centre + [math.cos(h), math.sin(h)]]),
-        0.0, PARKED_CAR_SIZE, None, 0.0, parked=True,
+        "scripted_parked",
+        ActorKind.CAR,
+        np.stack([car_centre, car_centre + np.array([math.cos(h), math.sin(h)])]),
+        0.0,
+        PARKED_CAR_SIZE,
+        None,
+        0.0,
+        parked=True,
     )
     start = _at(plan, s + 0.3, -(half + 2.2))
     end = _at(plan, s + 0.3, half + 4.0)
     ped = ScriptedActor(
-        "scripted_ped", ActorKind.PEDESTRIAN, np.stack([start, end]), 1.6, PEDESTRIAN_SIZE, "occluded_pedestrian", s - 18.0
+        "scripted_ped",
+        ActorKind.PEDESTRIAN,
+        np.stack([start, end]),
+        1.6,
+        PEDESTRIAN_SIZE,
+        "occluded_pedestrian",
+        s - 18.0,
     )
     return [parked, ped]
 
@@ -138,7 +156,9 @@ def _slow_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None
     start = 30.0
     arcs = np.arange(start, plan.route.length, 1.0)
     path = np.stack([_at(plan, float(a), -0.6) for a in arcs])
-    bike = ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 4.0, BICYCLE_SIZE, "slow_cyclist", start - 25.0)
+    bike = ScriptedActor(
+        "scripted_bike", ActorKind.BICYCLE, path, 4.0, BICYCLE_SIZE, "slow_cyclist", start - 25.0
+    )
     return [bike]
 
 
@@ -154,7 +174,9 @@ def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
         sides = sorted(
             e
             for e, (_a, b) in town.edge_nodes.items()
-            if b == seg.id and e not in (route_in, town.opposite.get(route_out)) and (e, route_out) in town.connections
+            if b == seg.id
+            and e not in (route_in, town.opposite.get(route_out))
+            and (e, route_out) in town.connections
         )
         if not sides:
             continue
@@ -166,7 +188,11 @@ def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
         lane_out = resample_polyline(town.lane_shapes[town.lane_id(route_out, conn.to_lane)], 1.0)[:45]
         path = np.concatenate([lane_in, *[resample_polyline(v, 1.0) for v in conn.via_shapes], lane_out])
         del k
-        return [ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 4.5, BICYCLE_SIZE, "cyclist_merge", seg.start - 35.0)]
+        return [
+            ScriptedActor(
+                "scripted_bike", ActorKind.BICYCLE, path, 4.5, BICYCLE_SIZE, "cyclist_merge", seg.start - 35.0
+            )
+        ]
     return None
 
 
@@ -180,26 +206,36 @@ def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | 
         h = _heading_at(plan, s)
         centre = _at(plan, s)
         parked = ScriptedActor(
-            "scripted_parked", ActorKind.CAR, np.stack([centre, centre + [math.cos(h), math.sin(h)]]),
-            0.0, PARKED_CAR_SIZE, None, 0.0, parked=True,
+            "scripted_parked",
+            ActorKind.CAR,
+            np.stack([centre, centre + np.array([math.cos(h), math.sin(h)])]),
+            0.0,
+            PARKED_CAR_SIZE,
+            None,
+            0.0,
+            parked=True,
         )
         opp = town.opposite[seg.id]
         inner = town.lane_shapes[town.lane_id(opp, town.driving_lanes[opp][-1])]
         inner = resample_polyline(inner, 1.0)
-        ahead = _at(plan, min(s + 40.0, seg.end))
+        ahead = _at(plan, min(s + 25.0, seg.end))
         start = project_point(inner, float(ahead[0]), float(ahead[1])).arc_length
         cum = polyline_lengths(inner)
         path = inner[cum >= start]
         if len(path) < 10:
             continue
-        bike = ScriptedActor("scripted_bike", ActorKind.BICYCLE, path, 5.0, BICYCLE_SIZE, "oncoming_cyclist", s - 40.0)
+        bike = ScriptedActor(
+            "scripted_bike", ActorKind.BICYCLE, path, 5.0, BICYCLE_SIZE, "oncoming_cyclist", s - 30.0
+        )
         return [parked, bike]
     return None
 
 
 def _car_following(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     """The lead car is driven by SUMO (it obeys the signals); here we only check the route suits it."""
-    signalised = [s for s in plan.segments if s.kind == "junction" and s.id in town.signals and s.start > 30.0]
+    signalised = [
+        s for s in plan.segments if s.kind == "junction" and s.id in town.signals and s.start > 30.0
+    ]
     return [] if signalised else None
 
 

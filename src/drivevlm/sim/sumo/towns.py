@@ -42,7 +42,9 @@ def _run(args: list[str]) -> None:
     try:
         subprocess.run(args, check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
-        raise SimulatorError(f"{Path(args[0]).name} failed ({error.returncode}): {error.stderr.strip()}") from None
+        raise SimulatorError(
+            f"{Path(args[0]).name} failed ({error.returncode}): {error.stderr.strip()}"
+        ) from None
 
 
 def _grid(out: Path) -> None:
@@ -97,12 +99,17 @@ def _irregular(out: Path) -> None:
 # Main street along y = 0 with side roads alternating north and south; two of the T-junctions are
 # signalised, two are priority junctions (where a side-road cyclist must yield but may not).
 _TEE_MAIN_X = (0, 110, 220, 330, 440, 550)
-_TEE_SIDES = ((110, 90, "traffic_light"), (220, -90, "priority"), (330, 90, "priority"), (440, -90, "traffic_light"))
+_TEE_SIDES = (
+    (110, 90, "traffic_light"),
+    (220, -90, "priority"),
+    (330, 90, "priority"),
+    (440, -90, "traffic_light"),
+)
 
 
 def _tee(out: Path) -> None:
-    nodes = ['<nodes>']
-    edges = ['<edges>']
+    nodes = ["<nodes>"]
+    edges = ["<edges>"]
     for i, x in enumerate(_TEE_MAIN_X):
         kind = "dead_end" if i in (0, len(_TEE_MAIN_X) - 1) else "priority"
         for sx, _, skind in _TEE_SIDES:
@@ -118,8 +125,12 @@ def _tee(out: Path) -> None:
         main = _TEE_MAIN_X.index(sx)
         # A slight kink makes the side roads less grid-like.
         nodes.append(f'  <node id="S{k}" x="{sx + 12}" y="{dy}" type="dead_end"/>')
-        edges.append(f'  <edge id="S{k}M{main}" from="S{k}" to="M{main}" numLanes="1" speed="8.33" priority="1"/>')
-        edges.append(f'  <edge id="M{main}S{k}" from="M{main}" to="S{k}" numLanes="1" speed="8.33" priority="1"/>')
+        edges.append(
+            f'  <edge id="S{k}M{main}" from="S{k}" to="M{main}" numLanes="1" speed="8.33" priority="1"/>'
+        )
+        edges.append(
+            f'  <edge id="M{main}S{k}" from="M{main}" to="S{k}" numLanes="1" speed="8.33" priority="1"/>'
+        )
     nodes.append("</nodes>")
     edges.append("</edges>")
     nod = out.with_suffix(".nod.xml")
@@ -150,7 +161,7 @@ def town_network(town: str, cache_dir: str | Path | None = None) -> Path:
     try:
         _RECIPES[town](tmp / "net.xml")
         try:
-            os.replace(tmp, final)
+            tmp.replace(final)
         except OSError:
             # Another process finished first; its copy is equally good.
             if not net.is_file():
@@ -169,7 +180,7 @@ def export_opendrive(town: str, out_path: str | Path, cache_dir: str | Path | No
     os.close(fd)
     try:
         _run([_binary("netconvert"), "-s", str(net), "--opendrive-output", tmp_name, "--no-warnings"])
-        os.replace(tmp_name, out)
+        Path(tmp_name).replace(out)
     finally:
         if Path(tmp_name).exists():
             Path(tmp_name).unlink()
