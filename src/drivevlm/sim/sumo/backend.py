@@ -357,8 +357,6 @@ class SumoBackend:
         import libsumo
 
         x, y, yaw = actor.pose()
-        length = actor.size[0]
-        fx, fy = x + 0.5 * length * math.cos(yaw), y + 0.5 * length * math.sin(yaw)
         if actor.kind is ActorKind.PEDESTRIAN:
             edge = min(self._town.sidewalk_edges, key=lambda e: _dist2(self._town.edge_centres[e], x, y))  # type: ignore[union-attr]
             libsumo.person.add(actor.id, edge, 0.0, typeID="scripted_ped")
@@ -367,7 +365,6 @@ class SumoBackend:
             vtype = "scripted_car" if actor.kind is ActorKind.CAR else "scripted_bike"
             libsumo.vehicle.add(actor.id, "ego_route", typeID=vtype, departPos="0", departLane="free")
             libsumo.vehicle.setSpeedMode(actor.id, 0)
-        actor.sumo_front = (fx, fy, yaw)  # type: ignore[attr-defined]
 
     def _push_scripted(self, actor: scripted.ScriptedActor) -> None:
         """Move a scripted actor in SUMO so background traffic sees it (vehicles only once inserted)."""

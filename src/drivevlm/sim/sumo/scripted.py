@@ -164,7 +164,7 @@ def _slow_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None
 
 def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     edges = plan.edges
-    for k, seg in enumerate(plan.segments):
+    for seg in plan.segments:
         if seg.kind != "junction" or seg.start < 50.0:
             continue
         idx = [i for i in range(len(edges) - 1) if town.edge_nodes[edges[i]][1] == seg.id]
@@ -187,7 +187,6 @@ def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
         lane_in = lane_in[max(len(lane_in) - 16, 0) :]
         lane_out = resample_polyline(town.lane_shapes[town.lane_id(route_out, conn.to_lane)], 1.0)[:45]
         path = np.concatenate([lane_in, *[resample_polyline(v, 1.0) for v in conn.via_shapes], lane_out])
-        del k
         return [
             ScriptedActor(
                 "scripted_bike", ActorKind.BICYCLE, path, 4.5, BICYCLE_SIZE, "cyclist_merge", seg.start - 35.0
