@@ -356,7 +356,7 @@ class SumoBackend:
     def _add_scripted(self, actor: scripted.ScriptedActor) -> None:
         import libsumo
 
-        x, y, yaw = actor.pose()
+        x, y, _ = actor.pose()
         if actor.kind is ActorKind.PEDESTRIAN:
             edge = min(self._town.sidewalk_edges, key=lambda e: _dist2(self._town.edge_centres[e], x, y))  # type: ignore[union-attr]
             libsumo.person.add(actor.id, edge, 0.0, typeID="scripted_ped")
