@@ -42,6 +42,12 @@ class VehicleSignals:
     # Ground truth used only by labelled oracle presets and by inspection.
     nearest_vru_ahead_m: float = math.inf
     nearest_vehicle_ahead_m: float = math.inf
+    # Hand-designed baselines only. Standard deviation of the steering actions since the episode started
+    # (Revolve, Revolve-auto); vehicles the ego overtook during this step (ASAP); distance to the first
+    # obstacle on a ray along the ego's heading, capped by the env at will, inf when none (Revolve-auto).
+    steer_std: float = 0.0
+    vehicles_overtaken: int = 0
+    front_obstacle_m: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,175 @@
+"""Typed `reward:` and `models:` sections of a preset. Every invalid value is an error naming its field.
+
+Defaults are the DriveVLM-RL method as far as the paper states it, and `design.md` where it is silent
+(α = β = 1, θ from VLM-RL: [−0.03, 0], K+1 = 4 frames, gate on person/bicycle/motorcycle at 0.25).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from drivevlm.config import ConfigError, Section, build
+from drivevlm.models.detectors.coco import DEFAULT_CRITICAL_CLASSES, check_class_names
+from drivevlm.rewards.dynamic import (
+    DEFAULT_DYNAMIC_POSITIVE_GOAL,
+    DEFAULT_FALLBACK_GOAL,
+    DEFAULT_PROMPT_VERSION,
+)
+from drivevlm.rewards.static import DEFAULT_NEGATIVE_GOAL, DEFAULT_POSITIVE_GOAL
+
+
+class GoalsConfig(Section):
+    """Language goals. `positive`/`negative` score BEV frames; `dynamic_positive` scores front frames."""
+
+    positive: str = DEFAULT_POSITIVE_GOAL
+    negative: str = DEFAULT_NEGATIVE_GOAL
+    dynamic_positive: str = DEFAULT_DYNAMIC_POSITIVE_GOAL
+    # Used when the LVLM fails or its answer is unusable (see rewards/dynamic.py).
+    fallback: str = DEFAULT_FALLBACK_GOAL
+    # VLM-RM / VLM-SR / RoboCLIP goal and VLM-RM baseline (VLM-RL config.py `reward_vlm_rm`).
+    task: str = "A car is driving safely"
+    baseline: str = "A car"
+
+    @field_validator("*")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class GateConfig(Section):
+    classes: tuple[str, ...] = DEFAULT_CRITICAL_CLASSES
+    threshold: float = Field(0.25, ge=0.0, le=1.0)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one critical COCO class is needed, e.g. [person]")
+        return check_class_names(value, "classes")
+
+
+class OracleConfig(Section):
+    """Ground-truth scorers (labelled oracle presets only): distances at which a scene counts as safe."""
+
+    vehicle_safe_gap_m: float = Field(10.0, gt=0)
+    vru_safe_gap_m: float = Field(15.0, gt=0)
+    # A vulnerable road user ahead within this range opens the oracle gate.
+    vru_gate_range_m: float = Field(30.0, gt=0)
+
+
+class RewardConfig(Section):
+    # A name from drivevlm.rewards.registry (drivevlm_rl, vlm_rl, chen, lord, drivevlm_rl_oracle, ...).
+    preset: str = "drivevlm_rl"
+    alpha: float = 1.0
+    beta: float = 1.0
+    theta_min: float = -0.03
+    theta_max: float = 0.0
+    goals: GoalsConfig = Field(default_factory=GoalsConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    # K+1: how many front frames (the current one last) the LVLM sees.
+    window_frames: int = Field(4, ge=1, le=32)
+    prompt: str = DEFAULT_PROMPT_VERSION
+    # A user's own template file for `prompt` (a version name is still required, for the cache key).
+    prompt_file: Path | None = None
+    max_goal_words: int = Field(20, ge=1, le=200)
+    # Reward on a collision step; 0: the no-reward-after-collision experiment; null: keep the formula's value.
+    collision_penalty: float | None = -10.0
+    target_speed_kmh: float = Field(25.0, gt=0)
+    max_center_offset_m: float = Field(3.0, gt=0)
+    max_heading_error_deg: float = Field(90.0, gt=0)
+    max_center_offset_std_m: float = Field(0.4, gt=0)
+    # CLIP image batch size of the static pathway and the CLIP baselines.
+    batch_size: int = Field(64, ge=1)
+    # VLM-RM projection strength, VLM-SR threshold, LORD-Speed target (VLM-RL clip_rewarded_sac.py).
+    vlm_rm_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    vlm_sr_threshold: float = 0.32
+    lord_target_speed_kmh: float = Field(20.0, gt=0)
+    oracle: OracleConfig = Field(default_factory=OracleConfig)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str) -> str:
+        from drivevlm.rewards.registry import preset_names
+
+        names = preset_names()
+        if value not in names:
+            raise ValueError(f"unknown preset {value!r}; available: {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _theta(self) -> RewardConfig:
+        if not self.theta_max > self.theta_min:
+            raise ValueError(
+                f"theta_max ({self.theta_max}) must be greater than theta_min ({self.theta_min})"
+            )
+        return self
+
+
+class ClipConfig(Section):
+    # A name known to drivevlm.models.registry (e.g. transformers, open_clip).
+    backend: str = "transformers"
+    # A Hugging Face model id or a local folder; these weights equal OpenCLIP ViT-B-32 laion2b_s34b_b79k.
+    model: str = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+    # open_clip's pretrained tag when the backend needs one.
+    pretrained: str | None = None
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1)
+
+
+class DetectorConfig(Section):
+    backend: str = "rtdetr"
+    model: str = "PekingU/rtdetr_r18vd"
+    device: str = "cpu"
+
+
+class LVLMConfig(Section):
+    backend: Literal["openai", "transformers"] = "openai"
+    # OpenAI-compatible server: vLLM :8000/v1, SGLang :30000/v1, Ollama :11434/v1.
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen3-VL-2B-Instruct"
+    device: str = "cpu"
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    concurrency: int = Field(8, ge=1)
+    max_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    # Name of an environment variable holding the server's API key (most local servers need none).
+    api_key_env: str | None = None
+
+
+class CacheConfig(Section):
+    enabled: bool = True
+    # None: ~/.cache/drivevlm/reward_cache.sqlite
+    path: Path | None = None
+    max_entries: int | None = Field(None, ge=1)
+
+    def resolved_path(self) -> Path:
+        return (
+            self.path
+            if self.path is not None
+            else Path.home() / ".cache" / "drivevlm" / "reward_cache.sqlite"
+        )
+
+
+class ModelsConfig(Section):
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    lvlm: LVLMConfig = Field(default_factory=LVLMConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+
+def reward_sections(data: dict[str, Any]) -> tuple[RewardConfig, ModelsConfig]:
+    """Validate the `reward:` and `models:` sections of a whole preset mapping (other sections ignored)."""
+    reward = data.get("reward") or {}
+    models = data.get("models") or {}
+    if not isinstance(reward, dict):
+        raise ConfigError("reward: expected a mapping")
+    if not isinstance(models, dict):
+        raise ConfigError("models: expected a mapping")
+    return build(RewardConfig, reward, "reward"), build(ModelsConfig, models, "models")
