@@ -46,17 +46,20 @@ def _save_png(path: Path, image: np.ndarray) -> None:
 
 def masks_to_rgb(masks: np.ndarray, channels: list[str]) -> np.ndarray:
     """A viewable picture of the semantic masks (the latest history frame of each dynamic channel)."""
-    from drivevlm.render import MASK_VIEW_COLOURS
+    from drivevlm.render import palette
 
-    height, width = masks.shape[1:]
-    image = np.zeros((height, width, 3), dtype=np.uint8)
-    latest: dict[str, int] = {}
-    for index, name in enumerate(channels):
-        latest[name.split("@")[0]] = index
-    for name, index in latest.items():
-        colour = MASK_VIEW_COLOURS.get(name)
-        if colour is not None:
-            image[masks[index] > 0] = colour
+    colours = {
+        "road": palette.ROAD,
+        "lane_markings": palette.LANE_MARKING,
+        "route": palette.ROUTE,
+        "vehicles_t0": palette.CAR,
+        "cyclists_t0": palette.BICYCLE,
+        "pedestrians_t0": palette.PEDESTRIAN,
+    }
+    image = np.zeros((*masks.shape[1:], 3), dtype=np.uint8)
+    for name, colour in colours.items():
+        if name in channels:
+            image[masks[channels.index(name)] > 0] = colour
     return image
 
 

@@ -75,8 +75,11 @@ class EnvConfig(Section):
     @field_validator("bev_history")
     @classmethod
     def _history(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(h < 0 for h in value) or list(value) != sorted(value, reverse=True):
-            raise ValueError("bev_history: expected non-negative step offsets, oldest first, e.g. (10, 5, 0)")
+        ordered = list(value) == sorted(set(value), reverse=True)
+        if not value or value[-1] != 0 or not ordered:
+            raise ValueError(
+                "expected distinct step offsets, oldest first, ending with 0 (now), e.g. (10, 5, 0)"
+            )
         return value
 
 

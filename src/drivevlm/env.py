@@ -18,7 +18,7 @@ import numpy as np
 from drivevlm.config import EnvConfig, build
 from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
 from drivevlm.rewards.base import VehicleSignals
-from drivevlm.rewards.synthesis import provisional_reward
+from drivevlm.rewards.synthesis import ShapingParams, final_reward, shaping_terms
 from drivevlm.route_tracking import RouteTracker
 from drivevlm.sim.base import EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
@@ -26,6 +26,7 @@ from drivevlm.sim.world import Actor, Control, WorldState
 
 ENV_ID = "drivevlm/Town-v0"
 STABILITY_WINDOW = 30
+PROVISIONAL_COLLISION_PENALTY = -10.0
 # Lateral half-width of the corridor in which an actor counts as "ahead" of the ego, m.
 _AHEAD_HALF_WIDTH = {True: 4.0, False: 2.0}
 _AHEAD_RANGE_M = 60.0
@@ -55,7 +56,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = render_mode
         cfg = self.config
         self._masks = BevMaskRenderer(
-            size=cfg.bev_size, pixels_per_meter=cfg.bev_pixels_per_meter, history=len(cfg.bev_history)
+            size=cfg.bev_size, pixels_per_meter=cfg.bev_pixels_per_meter, history=len(cfg.bev_history) - 1
         )
         self._bev_rgb: BevRgbRenderer | None = None
         self._front: FrontCameraRenderer | None = None
@@ -204,8 +205,20 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 "success": reason == "route_finished",
                 "reason": reason,
             }
-        reward = provisional_reward(signals)
+        reward = self._provisional_reward(signals)
         return self._observe(state), reward, terminated, truncated, info
+
+    def _provisional_reward(self, signals: VehicleSignals) -> float:
+        """The shaping reward at the full target speed (no semantic throttle), −10 on a collision step."""
+        terms = shaping_terms(
+            1.0,
+            signals.speed_kmh,
+            signals.center_offset_m,
+            signals.heading_error_deg,
+            signals.center_offset_std_m,
+            ShapingParams(target_speed_kmh=self.config.target_speed_kmh),
+        )
+        return float(final_reward(terms["r_shaping"], signals.collided, PROVISIONAL_COLLISION_PENALTY))
 
     def _termination(self, signals: VehicleSignals, stopped_s: float) -> str | None:
         if signals.collided:
@@ -223,10 +236,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _observe(self, state: WorldState) -> dict[str, np.ndarray]:
         cfg = self.config
         past = self._past_actors
-        history = [
-            past[-h] if h <= len(past) else (past[0] if past else state.actors) for h in cfg.bev_history[:-1]
-        ]
-        masks = self._masks.render(state, [*history, state.actors][-len(cfg.bev_history) :])
+        # past[-h] is the actor set h steps ago; early in an episode the renderer repeats the oldest frame.
+        history = [past[-h] for h in cfg.bev_history[:-1] if h <= len(past)]
+        masks = self._masks.render(state, history)
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
         vector = np.concatenate(
@@ -237,7 +249,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _frames(self, state: WorldState) -> dict[str, np.ndarray]:
         if self._bev_rgb is None:
             self._bev_rgb = BevRgbRenderer(size=self.config.rgb_size)
-            self._front = FrontCameraRenderer(size=self.config.rgb_size)
+            self._front = FrontCameraRenderer(width=self.config.rgb_size, height=self.config.rgb_size)
         assert self._front is not None
         return {"bev_rgb": self._bev_rgb.render(state), "front": self._front.render(state)}
 
