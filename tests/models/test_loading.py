@@ -89,3 +89,27 @@ def test_backend_with_missing_model_raises_quickly() -> None:
     with pytest.raises(ModelNotFoundError, match="nobody/missing-clip"):
         TransformersClipEncoder("nobody/missing-clip")
     assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.network_attempt_expected
+def test_network_guard_blocks_remote_but_not_loopback() -> None:
+    """The session-wide guard in tests/conftest.py: remote connections fail, 127.0.0.1 works."""
+    import socket
+
+    with socket.socket() as client, pytest.raises(ConnectionRefusedError, match="must not use the network"):
+        client.connect(("93.184.216.34", 80))
+    with pytest.raises(OSError, match="must not use the network"):
+        socket.create_connection(("93.184.216.34", 80), timeout=1)
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("huggingface.co", 443)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        with socket.create_connection(server.getsockname(), timeout=1):
+            pass
+
+
+@pytest.mark.network_attempt_expected
+def test_allowed_download_without_network_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="nobody/no-such-model"):
+        resolve_model_dir("nobody/no-such-model", cache_dir=tmp_path, allow_download=True)

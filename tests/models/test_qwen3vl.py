@@ -1,0 +1,90 @@
+"""In-process Qwen3-VL on a tiny random model saved like a real checkpoint and loaded by folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivevlm.models.base import VisionLanguageModel
+
+pytest.importorskip("transformers")
+
+from drivevlm.models.lvlm.qwen3vl import IMAGE_PAD, Qwen3VLModel, expand_image_pads, qwen_chat_text
+
+
+def window(count: int = 4, size: int = 96, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def vlm(tiny_qwen3vl_dir: Path) -> Qwen3VLModel:
+    return Qwen3VLModel(tiny_qwen3vl_dir, max_new_tokens=8)
+
+
+def test_generates_text_from_four_frames(vlm: Qwen3VLModel) -> None:
+    assert isinstance(vlm, VisionLanguageModel)
+    answer = vlm.generate(window(), "Describe the risk ahead in one short sentence.")
+    assert isinstance(answer, str)
+    assert answer == vlm.generate(list(window()), "Describe the risk ahead in one short sentence.")
+
+
+def test_image_tokens_match_the_vision_grid(vlm: Qwen3VLModel) -> None:
+    inputs = vlm.prepare(window(), "risk?")
+    grid = inputs["image_grid_thw"]
+    expected = int((grid.prod(dim=-1) // vlm.merge_size**2).sum())
+    assert grid.shape == (4, 3)
+    assert (
+        int(inputs["mm_token_type_ids"].sum())
+        == expected
+        == int((inputs["input_ids"] == vlm.image_token_id).sum())
+    )
+    assert inputs["pixel_values"].shape[0] == int(grid.prod(dim=-1).sum())
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+
+
+def test_answer_depends_on_the_frames(vlm: Qwen3VLModel) -> None:
+    """The vision tokens reach the language model: other frames, other next-token logits."""
+    import torch
+
+    with torch.inference_mode():
+        first = vlm.model(**vlm.prepare(window(seed=1), "risk?")).logits[0, -1]
+        second = vlm.model(**vlm.prepare(window(seed=2), "risk?")).logits[0, -1]
+    assert not torch.allclose(first, second)
+
+
+def test_checkpoint_chat_template_matches_builtin_format(vlm: Qwen3VLModel) -> None:
+    assert vlm.chat_template is not None
+    assert vlm.render_chat(3, "What is the risk?") == qwen_chat_text(3, "What is the risk?")
+
+
+def test_builtin_format_when_checkpoint_has_no_template(tmp_path: Path) -> None:
+    import conftest
+
+    folder = conftest.build_tiny_qwen3vl(tmp_path / "no-template", chat_template=False)
+    model = Qwen3VLModel(folder, max_new_tokens=4)
+    assert model.chat_template is None
+    assert model.render_chat(2, "hi") == qwen_chat_text(2, "hi")
+    assert isinstance(model.generate(window(2, 64), "hi"), str)
+
+
+def test_pad_expansion() -> None:
+    text = f"a{IMAGE_PAD}b{IMAGE_PAD}c"
+    assert expand_image_pads(text, [2, 3]) == f"a{IMAGE_PAD * 2}b{IMAGE_PAD * 3}c"
+    with pytest.raises(ValueError, match=re.escape("2 <|image_pad|> slots for 3 images")):
+        expand_image_pads(text, [1, 1, 1])
+
+
+def test_bad_inputs(vlm: Qwen3VLModel) -> None:
+    with pytest.raises(ValueError, match="frames: expected dtype uint8"):
+        vlm.generate(window().astype(np.float32), "risk?")
+    with pytest.raises(ValueError, match="frames: expected shape"):
+        vlm.generate(np.zeros((4, 32, 32, 4), np.uint8), "risk?")
+    with pytest.raises(ValueError, match="prompt"):
+        vlm.generate(window(), "  ")
+    with pytest.raises(ValueError, match="at least one frame"):
+        vlm.generate(np.zeros((0, 32, 32, 3), np.uint8), "risk?")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        Qwen3VLModel("unused/never-loaded", max_new_tokens=0)
