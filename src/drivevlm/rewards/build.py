@@ -11,6 +11,7 @@ import importlib
 import os
 from typing import Any, Protocol
 
+from drivevlm.config import ConfigError
 from drivevlm.models.base import Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.models.cache import CachedEncoder, CachedVLM, ResultCache
 from drivevlm.rewards.base import RewardFunction
@@ -28,44 +29,45 @@ class ModelFactory(Protocol):
     def make_vlm(self, cfg: LVLMConfig) -> VisionLanguageModel: ...
 
 
-def make_openai_vlm(cfg: LVLMConfig) -> VisionLanguageModel:
-    """The OpenAI-compatible chat client for `models.lvlm` (backend "openai")."""
-    from drivevlm.models.lvlm.openai_server import OpenAIChatVLM
-
+def vlm_options(cfg: LVLMConfig) -> dict[str, Any]:
+    """Constructor keywords of the `models.lvlm` backend beyond (backend, model, device)."""
+    if cfg.backend == "qwen3vl":
+        return {"max_new_tokens": cfg.max_tokens}
     api_key = None
     if cfg.api_key_env:
         api_key = os.environ.get(cfg.api_key_env)
         if api_key is None:
             raise ValueError(f"models.lvlm.api_key_env: environment variable {cfg.api_key_env} is not set")
-    return OpenAIChatVLM(
-        base_url=cfg.base_url,
-        model=cfg.model,
-        timeout_s=cfg.timeout_s,
-        retries=cfg.retries,
-        backoff_s=cfg.backoff_s,
-        concurrency=cfg.concurrency,
-        max_tokens=cfg.max_tokens,
-        temperature=cfg.temperature,
-        api_key=api_key,
-    )
+    return {
+        "base_url": cfg.base_url,
+        "timeout_s": cfg.timeout_s,
+        "retries": cfg.retries,
+        "backoff_s": cfg.backoff_s,
+        "concurrency": cfg.concurrency,
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "api_key": api_key,
+    }
 
 
 class RegistryModelFactory:
-    """Default factory: our chat client for `lvlm.backend: openai`, drivevlm.models.registry for the rest."""
+    """Default factory: the backends of drivevlm.models.registry, configured from the `models:` section."""
 
     def _registry(self) -> Any:
         return importlib.import_module("drivevlm.models.registry")
 
     def make_encoder(self, cfg: ClipConfig) -> ImageTextEncoder:
-        return self._registry().make_encoder(cfg)
+        options: dict[str, Any] = {"batch_size": cfg.batch_size}
+        if cfg.pretrained is not None:
+            options["pretrained"] = cfg.pretrained
+        return self._registry().make_encoder(cfg.backend, cfg.model, cfg.device, **options)
 
     def make_detector(self, cfg: DetectorConfig) -> Detector:
-        return self._registry().make_detector(cfg)
+        return self._registry().make_detector(cfg.backend, cfg.model, cfg.device, threshold=cfg.threshold)
 
     def make_vlm(self, cfg: LVLMConfig) -> VisionLanguageModel:
-        if cfg.backend == "openai":
-            return make_openai_vlm(cfg)
-        return self._registry().make_vlm(cfg)
+        device = cfg.device if cfg.backend == "qwen3vl" else "cpu"
+        return self._registry().make_vlm(cfg.backend, cfg.model, device, **vlm_options(cfg))
 
 
 class InjectedModels:
@@ -136,5 +138,11 @@ def build_reward(
     factory: ModelFactory | None = None,
 ) -> RewardFunction:
     """The `RewardFunction` of `reward.preset`; `factory` makes the models (default: the model registry)."""
-    provider = ModelProvider(models or ModelsConfig(), factory or RegistryModelFactory(), reward.prompt)
+    models = models or ModelsConfig()
+    if models.detector.threshold > reward.gate.threshold:
+        raise ConfigError(
+            f"models.detector.threshold ({models.detector.threshold}) is above reward.gate.threshold "
+            f"({reward.gate.threshold}): the gate would never see detections in between"
+        )
+    provider = ModelProvider(models, factory or RegistryModelFactory(), reward.prompt)
     return get_preset(reward.preset)(reward, provider)

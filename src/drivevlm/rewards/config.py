@@ -122,16 +122,21 @@ class ClipConfig(Section):
 
 
 class DetectorConfig(Section):
+    # A drivevlm.models.registry name: rtdetr (Apache-2.0), torchvision_ssd, ultralytics (AGPL extra).
     backend: str = "rtdetr"
-    model: str = "PekingU/rtdetr_r18vd"
+    model: str = "PekingU/rtdetr_r18vd_coco_o365"
     device: str = "cpu"
+    # The detector's own floor; must not exceed reward.gate.threshold or the gate never sees those detections.
+    threshold: float = Field(0.25, ge=0.0, le=1.0)
 
 
 class LVLMConfig(Section):
-    backend: Literal["openai", "transformers"] = "openai"
+    # openai: any OpenAI-compatible server; qwen3vl: in-process transformers Qwen3-VL.
+    backend: Literal["openai", "qwen3vl"] = "openai"
     # OpenAI-compatible server: vLLM :8000/v1, SGLang :30000/v1, Ollama :11434/v1.
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "Qwen/Qwen3-VL-2B-Instruct"
+    # qwen3vl only; the openai backend runs wherever the server runs.
     device: str = "cpu"
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(2, ge=0)
