@@ -14,6 +14,7 @@ import numpy as np
 
 from drivevlm.config import EnvConfig, build
 from drivevlm.env import DriveEnv
+from drivevlm.render import BevRgbRenderer
 from drivevlm.sim.base import EpisodeSpec, make_backend
 from drivevlm.sim.world import Control
 
@@ -31,12 +32,15 @@ def _random_actions(steps: int, seed: int) -> np.ndarray:
     return actions
 
 
-def _time_env(env: DriveEnv, steps: int, seed: int) -> float:
+def _time_env(env: DriveEnv, steps: int, seed: int, top_down: BevRgbRenderer | None = None) -> float:
     actions = _random_actions(steps, seed)
     env.reset(seed=seed)
     start = time.perf_counter()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
+        if top_down is not None:
+            assert env.world_state is not None
+            top_down.render(env.world_state)
         if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
@@ -45,7 +49,7 @@ def _time_env(env: DriveEnv, steps: int, seed: int) -> float:
 def measure_env(
     config: EnvConfig | dict[str, Any] | None = None, steps: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
-    """Steps/s of the backend alone, of the env with masks, and of the env with all three images.
+    """Steps/s of the backend alone, of the env with masks (plus a top-down RGB), and with all three images.
 
     Resets (which reload SUMO) are inside the timed loop, as they are in training; the off-route and
     speed terminations are disabled so that episodes run long.
@@ -68,6 +72,8 @@ def measure_env(
 
     env = DriveEnv(cfg)
     results["masks_steps_per_s"] = _time_env(env, steps, seed)
+    # One top-down RGB picture per step besides the masks: the rendering highway-env does.
+    results["masks_and_top_down_steps_per_s"] = _time_env(env, steps, seed, BevRgbRenderer(size=cfg.rgb_size))
     env.close()
     env = DriveEnv(cfg.model_copy(update={"render_frames": True}))
     results["all_images_steps_per_s"] = _time_env(env, max(steps // 4, 100), seed)
