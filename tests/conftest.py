@@ -87,8 +87,18 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     return _real_connect_ex(self, address)
 
 
+def _is_ip_literal(host: Any) -> bool:
+    """Numeric addresses resolve without DNS; the connect guard decides about them."""
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        ipaddress.ip_address(text.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    if not _is_local(host):
+    if not _is_local(host) and not _is_ip_literal(host):
         raise socket.gaierror(socket.EAI_NONAME, str(_refuse(f"name lookup of {host!r}")))
     return _real_getaddrinfo(host, *args, **kwargs)
 
@@ -157,13 +167,13 @@ def clip_tokenizer(real_vocabulary: bool) -> Any:
 
     chars = _byte_level_vocab()
     tokens = chars + [c + "</w>" for c in chars]
-    merges: list[str] = []
+    merges: list[tuple[str, str]] = []
     bpe = open_clip_bpe_file() if real_vocabulary else None
     if bpe is not None:
         with gzip.open(bpe, "rt", encoding="utf-8") as handle:
             lines = handle.read().split("\n")
-        merges = lines[1 : 49152 - 256 - 2 + 1]
-        tokens += ["".join(merge.split()) for merge in merges]
+        merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]  # type: ignore[misc]
+        tokens += ["".join(merge) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges)
 

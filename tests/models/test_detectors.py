@@ -136,7 +136,7 @@ def test_torchvision_ssdlite_random_weights() -> None:
     from drivevlm.models.detectors.torchvision_ssd import TorchvisionSsdDetector
 
     detector = TorchvisionSsdDetector("ssdlite320_mobilenet_v3_large", weights="random", threshold=0.0)
-    images = np.stack([street_image(), street_image(90, 200)[:, :160]])
+    images = np.stack([street_image(), street_image()[::-1].copy()])
     found = detector.detect(images)
     assert isinstance(detector, Detector)
     assert_well_formed(found, images)

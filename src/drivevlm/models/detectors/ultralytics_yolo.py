@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from drivevlm.models.base import Detection, ModelNotFoundError, check_images
+from drivevlm.models.detectors.coco import COCO_CLASSES
 from drivevlm.models.detectors.common import check_classes, check_threshold, to_detections
 from drivevlm.models.loading import resolve_device
 
@@ -45,6 +46,11 @@ class UltralyticsYoloDetector:
         source = model if model.endswith((".yaml", ".yml")) else str(self._checkpoint(model))
         self.model = YOLO(source)
         self.name = f"ultralytics:{model}" + (":random-weights" if source.endswith((".yaml", ".yml")) else "")
+        names = {int(k): str(v) for k, v in self.model.names.items()}
+        # An architecture built from yaml numbers its 80 classes; those are COCO's, in YOLO's order.
+        if len(names) == len(COCO_CLASSES) and all(v.isdigit() for v in names.values()):
+            names = dict(enumerate(COCO_CLASSES))
+        self.names = names
 
     @staticmethod
     def _checkpoint(model: str) -> Path:
@@ -73,7 +79,7 @@ class UltralyticsYoloDetector:
             )
             for image, prediction in zip(part, predictions, strict=True):
                 boxes = prediction.boxes
-                labels = [str(prediction.names[int(c)]) for c in boxes.cls.cpu().numpy()]
+                labels = [self.names.get(int(c), str(int(c))) for c in boxes.cls.cpu().numpy()]
                 results.append(
                     to_detections(
                         boxes.xyxy.cpu().numpy(),
