@@ -38,7 +38,7 @@ _QUOTES = "\"'`“”‘’"
 class ParsedGoal:
     # The description, or "" when nothing usable came back.
     text: str
-    # Why the answer was unusable ("" when ok): empty, not_text, refusal, no_letters.
+    # Why the answer was unusable ("" when ok): empty, not_text, refusal, no_letters, malformed.
     reason: str = ""
     truncated: bool = False
 
@@ -48,14 +48,18 @@ class ParsedGoal:
 
 
 def _from_json(text: str) -> str | None:
-    """The description inside a JSON answer, None when `text` is not JSON; '' when JSON without one."""
-    if not text.startswith(("{", "[", '"')):
+    """The description inside a JSON answer; None when `text` is not JSON-like; '' when there is none.
+
+    Broken JSON (cut off by max_tokens, say) is salvaged when a known key's string value can still be read.
+    """
+    if not text.startswith(("{", "[")):
         return None
     try:
-        data = json.loads(text)
+        return _string_in(json.loads(text))
     except json.JSONDecodeError:
-        return None
-    return _string_in(data)
+        keys = "|".join(_JSON_KEYS)
+        salvaged = re.search(rf'"(?:{keys})"\s*:\s*"([^"]*)', text, re.IGNORECASE)
+        return salvaged[1] if salvaged else ""
 
 
 def _string_in(data: object) -> str:
@@ -101,6 +105,8 @@ def parse_goal(answer: object, max_words: int = DEFAULT_MAX_WORDS) -> ParsedGoal
         text = fenced["body"].strip()
     structured = _from_json(text)
     if structured is not None:
+        if not structured.strip() and not text.rstrip().endswith(("}", "]")):
+            return ParsedGoal("", "malformed")
         text = structured.strip()
     text = _first_sentence(text)
     if not text:
