@@ -12,11 +12,12 @@ export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR="${YOLO_CONFIG_DIR:
 export MPLBACKEND=Agg
 
 extras="${DRIVEVLM_EXTRAS:-hf,server,deploy,dev}"
+constraints=constraints/default.txt
+case ",$extras," in *,vision,*) constraints=constraints/vision.txt ;; esac
 stamp=.venv/.installed-"${extras//,/_}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; then
   python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[${extras}]"
+  .venv/bin/python -m pip install -q -c "$constraints" -e ".[${extras}]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
