@@ -84,7 +84,7 @@ class InjectedModels:
     def _get(self, what: str) -> Any:
         value = getattr(self, what)
         if value is None:
-            raise ValueError(f"this reward preset needs a {what} model, but none was injected")
+            raise ValueError(f"this reward preset needs the {what} model, but none was injected")
         return value
 
     def make_encoder(self, cfg: ClipConfig) -> ImageTextEncoder:
