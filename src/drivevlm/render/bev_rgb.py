@@ -93,20 +93,18 @@ class BevRgbRenderer:
         cv2.polylines(image, [fixed], True, palette.darker(palette.EGO, 0.55), 1, cv2.LINE_AA, _SHIFT)
 
     def _draw_lights(self, image: np.ndarray, state: WorldState, view: np.ndarray) -> None:
-        limit = self.size + self._light_radius
-        for light in state.traffic_lights:
-            colour = palette.LIGHT_COLOURS.get(light.state)
-            if colour is None:
-                continue
-            x, y = light.position
-            u = view[0, 0] * x + view[0, 1] * y + view[0, 2]
-            v = view[1, 0] * x + view[1, 1] * y + view[1, 2]
-            if -self._light_radius <= u < limit and -self._light_radius <= v < limit:
-                centre = (round(u * _SCALE), round(v * _SCALE))
-                cv2.circle(image, centre, self._light_radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
-                cv2.circle(
-                    image, centre, self._light_radius << _SHIFT, palette.LIGHT_HOUSING, 1, cv2.LINE_AA, _SHIFT
-                )
+        lights = [light for light in state.traffic_lights if light.state in palette.LIGHT_COLOURS]
+        if not lights:
+            return
+        where = np.array([light.position for light in lights], dtype=float) @ view[:, :2].T + view[:, 2]
+        radius = self._light_radius
+        inside = ((where > -radius) & (where < self.size + radius)).all(axis=1)
+        fixed = np.round(where * _SCALE).astype(np.int64).tolist()
+        for i in np.flatnonzero(inside).tolist():
+            centre = (fixed[i][0], fixed[i][1])
+            colour = palette.LIGHT_COLOURS[lights[i].state]
+            cv2.circle(image, centre, radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(image, centre, radius << _SHIFT, palette.LIGHT_HOUSING, 1, cv2.LINE_AA, _SHIFT)
 
     def _draw_route(self, image: np.ndarray, state: WorldState, view: np.ndarray) -> None:
         route = state.route
