@@ -171,8 +171,8 @@ class ModelsConfig(Section):
 
 def reward_sections(data: dict[str, Any]) -> tuple[RewardConfig, ModelsConfig]:
     """Validate the `reward:` and `models:` sections of a whole preset mapping (other sections ignored)."""
-    reward = data.get("reward") or {}
-    models = data.get("models") or {}
+    reward = {} if data.get("reward") is None else data["reward"]
+    models = {} if data.get("models") is None else data["models"]
     if not isinstance(reward, dict):
         raise ConfigError("reward: expected a mapping")
     if not isinstance(models, dict):
