@@ -1,0 +1,281 @@
+"""The paper's tables (mean ± std over seeds) as Markdown and CSV, training curves as PNG, an HTML report.
+
+Every function takes results as `{method: [one metrics dict per seed]}` (the dicts `training_metrics` /
+`testing_metrics` return), so the benchmark command, the CLI and notebooks share one layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivevlm.eval.episode_log import read_training_log
+
+Results = Mapping[str, Sequence[Mapping[str, float]]]
+
+TABLE1_COLUMNS = ("AS", "RC", "TD", "CS", "CR", "ICT", "DCF", "TCF")
+TABLE2_COLUMNS = ("AS", "RC", "TD", "CS", "SR", "AC")
+TABLE3_COLUMNS = ("AS", "RC", "TD", "CR", "ICT", "ExtCR", "ExtCol")
+
+# Decimals as the paper prints them; None for metrics the paper does not report.
+DECIMALS = {
+    "AS": 2, "RC": 2, "TD": 2, "CS": 3, "CR": 3, "ICT": 0, "DCF": 2, "TCF": 3,
+    "SR": 2, "AC": 2, "ExtCR": 3, "ExtCol": 1, "DS": 3, "IPK": 2,
+}  # fmt: skip
+HIGHER_IS_BETTER = frozenset({"AS", "RC", "TD", "ICT", "SR", "DS"})
+LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", "IPK"})
+
+CURVE_METRICS = ("episode_reward", "collision_rate", "average_speed_kmh", "routes_completed")
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float
+    std: float
+    # Seeds with a finite value (ICT is NaN for a seed that never collided).
+    n: int
+
+    def format(self, decimals: int = 2) -> str:
+        if self.n == 0:
+            return "n/a"
+        if self.n == 1:
+            return f"{self.mean:.{decimals}f}"
+        return f"{self.mean:.{decimals}f}±{self.std:.{decimals}f}"
+
+
+def aggregate(
+    per_seed: Sequence[Mapping[str, float]], columns: Sequence[str] | None = None
+) -> dict[str, MeanStd]:
+    """Mean and sample standard deviation (ddof=1) over seeds, per metric; non-finite values are left out."""
+    if not per_seed:
+        raise ValueError("per_seed: need at least one metrics dict, got none")
+    keys = list(columns) if columns is not None else sorted({k for d in per_seed for k in d})
+    out: dict[str, MeanStd] = {}
+    for key in keys:
+        missing = [i for i, d in enumerate(per_seed) if key not in d]
+        if missing:
+            raise ValueError(f"metric {key!r}: missing from the metrics of seed(s) {missing}")
+        values = np.array([float(d[key]) for d in per_seed])
+        finite = values[np.isfinite(values)]
+        std = float(np.std(finite, ddof=1)) if finite.size > 1 else 0.0
+        out[key] = MeanStd(float(finite.mean()) if finite.size else math.nan, std, int(finite.size))
+    return out
+
+
+def _aggregate_all(results: Results, columns: Sequence[str]) -> dict[str, dict[str, MeanStd]]:
+    if not results:
+        raise ValueError("results: no methods given")
+    out = {}
+    for method, per_seed in results.items():
+        try:
+            out[method] = aggregate(per_seed, columns)
+        except ValueError as err:
+            raise ValueError(f"results[{method!r}]: {err}") from err
+    return out
+
+
+def _best(table: Mapping[str, Mapping[str, MeanStd]], column: str) -> str | None:
+    means = {m: row[column].mean for m, row in table.items() if row[column].n > 0}
+    if len(means) < 2 or column not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+        return None
+    pick = max if column in HIGHER_IS_BETTER else min
+    return pick(means, key=lambda m: means[m])
+
+
+def table_markdown(results: Results, columns: Sequence[str], bold_best: bool = True) -> str:
+    """A Markdown table, one row per method, cells `mean±std`; the best mean per column in bold."""
+    table = _aggregate_all(results, columns)
+    lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    best = {c: _best(table, c) if bold_best else None for c in columns}
+    for method, row in table.items():
+        cells = []
+        for column in columns:
+            text = row[column].format(DECIMALS.get(column, 2))
+            cells.append(f"**{text}**" if best[column] == method else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(results: Results, columns: Sequence[str]) -> str:
+    """CSV with full precision: method, seeds, then `<metric>_mean`, `<metric>_std` per column."""
+    table = _aggregate_all(results, columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "seeds", *[f"{c}_{s}" for c in columns for s in ("mean", "std")]])
+    for method, row in table.items():
+        cells: list[object] = [method, len(results[method])]
+        for column in columns:
+            cells += [repr(row[column].mean), repr(row[column].std)]
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def table_html(results: Results, columns: Sequence[str], caption: str = "") -> str:
+    table = _aggregate_all(results, columns)
+    best = {c: _best(table, c) for c in columns}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for method, row in table.items():
+        cells = []
+        for column in columns:
+            text = html.escape(row[column].format(DECIMALS.get(column, 2)))
+            cells.append(f"<td><b>{text}</b></td>" if best[column] == method else f"<td>{text}</td>")
+        rows.append(f"<tr><th scope='row'>{html.escape(method)}</th>{''.join(cells)}</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr><th>Method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_table(
+    results: Results, columns: Sequence[str], markdown_path: str | Path, csv_path: str | Path, title: str = ""
+) -> tuple[Path, Path]:
+    """Write one table as Markdown (with an optional `## title`) and as CSV, each atomically."""
+    text = (f"## {title}\n\n" if title else "") + table_markdown(results, columns)
+    md = _atomic_write(Path(markdown_path), text.encode())
+    return md, _atomic_write(Path(csv_path), table_csv(results, columns).encode())
+
+
+def write_training_table(
+    results: Results, folder: str | Path, name: str = "table1_training"
+) -> tuple[Path, Path]:
+    """The paper's Table 1 layout: AS / RC / TD / CS / CR / ICT / DCF / TCF (CS per step, incl. zeros)."""
+    folder = Path(folder)
+    return write_table(results, TABLE1_COLUMNS, folder / f"{name}.md", folder / f"{name}.csv", "Training")
+
+
+def write_testing_table(
+    results: Results, folder: str | Path, name: str = "table2_testing"
+) -> tuple[Path, Path]:
+    """The paper's Table 2 layout: AS / RC / TD / CS / SR / AC (RC clipped to 1, CS per collision event)."""
+    folder = Path(folder)
+    return write_table(results, TABLE2_COLUMNS, folder / f"{name}.md", folder / f"{name}.csv", "Testing")
+
+
+def _binned(rows: Sequence[Mapping[str, float]], metric: str, edges: np.ndarray) -> np.ndarray:
+    steps = np.array([r["step"] for r in rows])
+    values = np.array([r.get(metric, math.nan) for r in rows])
+    index = np.clip(np.digitize(steps, edges) - 1, 0, len(edges) - 2)
+    out = np.full(len(edges) - 1, math.nan)
+    for b in range(len(edges) - 1):
+        chosen = values[(index == b) & np.isfinite(values)]
+        if chosen.size:
+            out[b] = chosen.mean()
+    return out
+
+
+def plot_training_curves(
+    logs: Mapping[str, Sequence[str | Path]],
+    path: str | Path,
+    metrics: Sequence[str] = CURVE_METRICS,
+    bins: int = 50,
+) -> Path:
+    """One panel per metric: per method, the mean over seeds of episode values binned by step, ± std band.
+
+    `logs` maps a method to its per-seed training CSVs (`TrainingCurveLog` files).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not logs:
+        raise ValueError("logs: no methods given")
+    if bins < 1:
+        raise ValueError(f"bins: must be >= 1, got {bins}")
+    runs = {m: [read_training_log(p) for p in paths] for m, paths in logs.items()}
+    for method, seeds in runs.items():
+        if not seeds or not any(seeds):
+            raise ValueError(f"logs[{method!r}]: no training rows in {list(map(str, logs[method]))}")
+    top = max(r["step"] for seeds in runs.values() for rows in seeds for r in rows)
+    edges = np.linspace(0.0, max(top, 1.0), bins + 1)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for method, seeds in runs.items():
+            curves = np.array([_binned(rows, metric, edges) for rows in seeds if rows])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # bins no seed reached are NaN, by design
+                mean = np.nanmean(curves, axis=0)
+                std = np.nanstd(curves, axis=0) if len(curves) > 1 else np.zeros_like(mean)
+            ok = np.isfinite(mean)
+            (line,) = ax.plot(centers[ok], mean[ok], label=method, linewidth=1.6)
+            ax.fill_between(
+                centers[ok], (mean - std)[ok], (mean + std)[ok], color=line.get_color(), alpha=0.2
+            )
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return _atomic_write(Path(path), buffer.getvalue())
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
+    "table{border-collapse:collapse;margin:12px 0 24px}th,td{border:1px solid #bbb;padding:4px 10px;"
+    "text-align:right}thead th{background:#eef}tbody th{text-align:left}caption{font-weight:600;"
+    "text-align:left;padding:4px 0}img{max-width:100%}video{max-width:48%;margin:4px}"
+)
+
+
+def write_html_report(
+    path: str | Path,
+    title: str,
+    tables: Mapping[str, tuple[Results, Sequence[str]]],
+    images: Sequence[str | Path] = (),
+    videos: Sequence[str | Path] = (),
+    notes: str = "",
+) -> Path:
+    """One self-contained HTML page: the tables, the PNG curves embedded, videos linked by relative path."""
+    path = Path(path)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"]
+    parts.append(f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
+    if notes:
+        parts.append(f"<p>{html.escape(notes)}</p>")
+    for caption, (results, columns) in tables.items():
+        parts.append(table_html(results, columns, caption))
+    for image in images:
+        image = Path(image)
+        if not image.is_file():
+            raise FileNotFoundError(f"images: {image} not found")
+        data = base64.b64encode(image.read_bytes()).decode("ascii")
+        parts.append(
+            f"<figure><img alt='{html.escape(image.stem)}' src='data:image/png;base64,{data}'></figure>"
+        )
+    if videos:
+        parts.append("<h2>Episodes</h2><div>")
+        for video in videos:
+            video = Path(video)
+            if not video.is_file():
+                raise FileNotFoundError(f"videos: {video} not found")
+            rel = os.path.relpath(video.resolve(), path.parent.resolve())
+            parts.append(f"<video controls muted src='{html.escape(Path(rel).as_posix())}'></video>")
+        parts.append("</div>")
+    parts.append("</body></html>\n")
+    return _atomic_write(path, "".join(parts).encode())
