@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from drivevlm.sim.scenarios import SCENARIOS, TOWNS, Density, check_choice
+from drivevlm.sim.scenarios import SCENARIOS, SIMULATOR_TOWNS, Density, check_choice
 
 
 class ConfigError(ValueError):
@@ -47,15 +47,12 @@ class EnvConfig(Section):
     # RGB frames for the reward models: rendered into `info` only when asked for.
     render_frames: bool = False
     rgb_size: int = Field(224, ge=32, le=1024)
+    # Use the simulator's own cameras for the frames when it has them (CARLA), else our renderers.
+    simulator_cameras: bool = True
     # Where generated town networks are cached; None: ~/.cache/drivevlm.
     cache_dir: Path | None = None
     # Backend-specific options (e.g. a CARLA host and port).
     backend_options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("town")
-    @classmethod
-    def _town(cls, value: str) -> str:
-        return check_choice("town", value, TOWNS)
 
     @field_validator("scenario")
     @classmethod
@@ -70,7 +67,13 @@ class EnvConfig(Section):
     @field_validator("simulator")
     @classmethod
     def _simulator(cls, value: str) -> str:
-        return check_choice("simulator", value, ["sumo", "carla"])
+        return check_choice("simulator", value, SIMULATOR_TOWNS)
+
+    @field_validator("town")
+    @classmethod
+    def _town(cls, value: str, info: ValidationInfo) -> str:
+        simulator = info.data.get("simulator", "sumo")
+        return check_choice("town", value, list(SIMULATOR_TOWNS.get(simulator, ())))
 
     @field_validator("bev_history")
     @classmethod
@@ -86,11 +89,13 @@ class EnvConfig(Section):
 def _format_error(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        loc = [str(p) for p in item["loc"]]
         message = item["msg"].removeprefix("Value error, ")
-        if item["loc"]:
-            message = message.removeprefix(f"{item['loc'][-1]}: ")
-        lines.append(f"{where}: {message}")
+        head, sep, rest = message.partition(": ")
+        if sep and head.isidentifier() and (not loc or loc[-1] == head):
+            # A validator that names its field ("town: unknown value ...") reports at that field.
+            loc, message = [*loc[:-1], head] if loc else [head], rest
+        lines.append(f"{'.'.join(p for p in (prefix, *loc) if p)}: {message}")
     return "; ".join(lines)
 
 

@@ -20,7 +20,7 @@ from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
 from drivevlm.rewards.base import VehicleSignals
 from drivevlm.rewards.synthesis import ShapingParams, final_reward, shaping_terms
 from drivevlm.route_tracking import RouteTracker
-from drivevlm.sim.base import EpisodeSpec, SimulatorBackend, make_backend
+from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
 from drivevlm.sim.world import Actor, Control, WorldState
 
@@ -247,6 +247,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {"bev": masks, "state": vector}
 
     def _frames(self, state: WorldState) -> dict[str, np.ndarray]:
+        if self.config.simulator_cameras and isinstance(self._backend, CameraBackend):
+            return self._backend.camera_frames()
         if self._bev_rgb is None:
             self._bev_rgb = BevRgbRenderer(size=self.config.rgb_size)
             self._front = FrontCameraRenderer(width=self.config.rgb_size, height=self.config.rgb_size)

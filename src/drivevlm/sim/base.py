@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from drivevlm.sim.world import Control, WorldState
 
 CONTROL_HZ = 15.0
@@ -39,6 +41,15 @@ class SimulatorBackend(Protocol):
     def step(self, control: Control) -> WorldState: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CameraBackend(Protocol):
+    """A backend with its own cameras (CARLA): photographic frames for the reward models."""
+
+    def camera_frames(self) -> dict[str, np.ndarray]:
+        """{"front": (H, W, 3) uint8 RGB, "bev_rgb": (H, W, 3) uint8 RGB} of the last step."""
+        ...
 
 
 BackendFactory = Callable[..., SimulatorBackend]

@@ -94,6 +94,10 @@ TOWNS: dict[str, Town] = {
 
 TRAINING_TOWN = "grid"
 
+# CARLA's stock towns (the paper trains on Town02). The CARLA backend also accepts our town names.
+CARLA_TOWNS: tuple[str, ...] = ("Town01", "Town02", "Town03", "Town04", "Town05")
+SIMULATOR_TOWNS: dict[str, tuple[str, ...]] = {"sumo": tuple(TOWNS), "carla": (*TOWNS, *CARLA_TOWNS)}
+
 
 def check_choice(field: str, value: str, allowed: dict[str, object] | list[str]) -> str:
     """Raise a ValueError naming the field and the allowed values when `value` is not one of them."""

@@ -6,7 +6,16 @@ Routes are pairs of indices into `carla.Map.get_spawn_points()` of the stock tow
 
 from __future__ import annotations
 
-CARLA_TOWNS: tuple[str, ...] = ("Town01", "Town02", "Town03", "Town04", "Town05")
+from drivevlm.sim.scenarios import CARLA_TOWNS
+
+__all__ = [
+    "CARLA_TOWNS",
+    "EVAL_ROUTES",
+    "INTERSECTION_ROUTES",
+    "TRAINING_TOWN",
+    "UNSEEN_TOWNS",
+    "carla_town_for",
+]
 TRAINING_TOWN = "Town02"
 # Held out from training, used for the zero-shot cross-town tests.
 UNSEEN_TOWNS: tuple[str, ...] = ("Town01", "Town03", "Town04", "Town05")
