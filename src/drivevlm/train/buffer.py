@@ -1,0 +1,456 @@
+"""Replay buffer whose rewards arrive later: transitions wait, pending, until the annotator writes R_final.
+
+Every transition gets a global id (`add` call index · n_envs + env index). The annotator receives the
+`RewardRequest` (signals and frames) of each pending transition from `PendingRewards`, and writes the reward
+back by id; the buffer checks the id against the slot, so an annotation that arrives after the ring buffer
+wrapped around is dropped instead of landing on a newer transition. The learner samples annotated
+transitions only. Frames live in the pending records alone and are released once annotated.
+
+Memory: the observation of step t+1 is stored once (as the next observation of t and the observation of
+t+1); only episode ends keep a separate terminal observation. The policy's 0/255 masks are stored one bit
+per pixel (`bev_storage="bits"`), 8x smaller than uint8.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer, DictReplayBuffer
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+from drivevlm.rewards.base import RewardRequest, RewardTerms
+
+
+class AnnotatorStalledError(RuntimeError):
+    """Collection waited on a full backlog for longer than the stall time-out: the annotator is stuck."""
+
+
+class NoAnnotatedTransitionsError(RuntimeError):
+    """The learner asked for a batch before any transition was annotated."""
+
+
+@dataclass(slots=True)
+class PendingTransition:
+    transition_id: int
+    request: RewardRequest
+    # The env's reward (vehicle state only): the documented fallback when annotation keeps failing.
+    provisional_reward: float
+
+
+# Receives annotated records; returns how many were accepted (stale ones are not).
+RewardSink = Callable[[Sequence[PendingTransition], Sequence[RewardTerms], Sequence[bool]], int]
+
+
+class PendingRewards:
+    """Bounded, thread-safe backlog of transitions waiting for their reward.
+
+    `put` blocks while the backlog is full (back-pressure on collection); with `on_full` set (synchronous
+    mode) it calls `on_full` to annotate in place instead of waiting on a thread.
+    """
+
+    def __init__(self, limit: int, stall_timeout_s: float = 900.0) -> None:
+        if limit < 1:
+            raise ValueError(f"backlog limit: must be >= 1, got {limit}")
+        self.limit = int(limit)
+        self.stall_timeout_s = float(stall_timeout_s)
+        self.on_full: Callable[[], None] | None = None
+        self._sink: RewardSink | None = None
+        self._cond = threading.Condition()
+        self._queue: OrderedDict[int, PendingTransition] = OrderedDict()
+        self._in_flight: dict[int, PendingTransition] = {}
+        self._closed = False
+        self.blocked_s = 0.0
+        self.discarded = 0
+        self.newest_id = -1
+
+    def attach(self, sink: RewardSink) -> None:
+        self._sink = sink
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue) + len(self._in_flight)
+
+    @property
+    def oldest_id(self) -> int | None:
+        with self._cond:
+            candidates = [next(iter(self._queue))] if self._queue else []
+            if self._in_flight:
+                candidates.append(min(self._in_flight))
+            return min(candidates) if candidates else None
+
+    def put(self, records: Sequence[PendingTransition]) -> None:
+        start = time.monotonic()
+        with self._cond:
+            while self._pending_locked() and self._pending_locked() + len(records) > self.limit:
+                if self._closed:
+                    raise RuntimeError("reward backlog is closed")
+                if self.on_full is not None:
+                    self._cond.release()
+                    try:
+                        self.on_full()
+                    finally:
+                        self._cond.acquire()
+                    continue
+                waited = time.monotonic() - start
+                if waited > self.stall_timeout_s:
+                    raise AnnotatorStalledError(
+                        f"collection waited {waited:.0f} s on a full reward backlog ({self.limit} pending); "
+                        "the annotator is not making progress"
+                    )
+                self._cond.wait(timeout=min(1.0, self.stall_timeout_s))
+            for record in records:
+                self._queue[record.transition_id] = record
+                self.newest_id = max(self.newest_id, record.transition_id)
+            self._cond.notify_all()
+        self.blocked_s += time.monotonic() - start
+
+    def _pending_locked(self) -> int:
+        return len(self._queue) + len(self._in_flight)
+
+    def take(self, max_items: int, timeout: float | None = None) -> list[PendingTransition]:
+        """Up to `max_items` oldest pending records, now in flight; [] after `timeout` or once closed."""
+        with self._cond:
+            if not self._queue and not self._closed:
+                self._cond.wait(timeout=timeout)
+            batch = []
+            while self._queue and len(batch) < max_items:
+                transition_id, record = self._queue.popitem(last=False)
+                self._in_flight[transition_id] = record
+                batch.append(record)
+            return batch
+
+    def complete(
+        self, records: Sequence[PendingTransition], terms: Sequence[RewardTerms], fell_back: Sequence[bool]
+    ) -> int:
+        """Hand annotated records to the sink and release them (and their frames)."""
+        if self._sink is None:
+            raise RuntimeError("PendingRewards has no sink attached")
+        accepted = self._sink(records, terms, fell_back)
+        with self._cond:
+            for record in records:
+                self._in_flight.pop(record.transition_id, None)
+            self._cond.notify_all()
+        return accepted
+
+    def discard(self, transition_ids: Sequence[int]) -> None:
+        """Forget records whose slots were overwritten; one already in flight is rejected by id at write."""
+        with self._cond:
+            for transition_id in transition_ids:
+                if self._queue.pop(transition_id, None) is not None:
+                    self.discarded += 1
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending_locked():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(timeout=remaining if remaining is not None else 1.0)
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def request_from_info(info: dict[str, Any]) -> RewardRequest:
+    """A frame-less request from a step's info (used when the collector staged no frames)."""
+    if "signals" not in info:
+        raise KeyError("info['signals']: the env must report VehicleSignals for reward annotation")
+    return RewardRequest(signals=info["signals"])
+
+
+class PendingRewardReplayBuffer(DictReplayBuffer):
+    """SB3 `DictReplayBuffer` with pending rewards, ids checked on write, and compact observation storage.
+
+    `buffer_size` counts transitions over all envs (as in SB3). Sampling draws annotated transitions only.
+    The collector may `stage_requests` (with frames) before SB3 calls `add`; otherwise requests carry
+    the signals from `infos` alone.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        backlog_limit: int = 4096,
+        stall_timeout_s: float = 900.0,
+        bev_storage: str = "bits",
+        bit_keys: Sequence[str] = ("bev",),
+        pending: PendingRewards | None = None,
+    ) -> None:
+        BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        if not isinstance(observation_space, spaces.Dict):
+            raise TypeError("PendingRewardReplayBuffer needs a Dict observation space")
+        if bev_storage not in ("bits", "uint8"):
+            raise ValueError(f"bev_storage: unknown value {bev_storage!r}; allowed: bits, uint8")
+        self.buffer_size = max(buffer_size // n_envs, 2)
+        self.handle_timeout_termination = handle_timeout_termination
+        self.optimize_memory_usage = False
+        self._bits = {k for k in bit_keys if bev_storage == "bits" and k in observation_space.spaces}
+        for key in self._bits:
+            if observation_space[key].dtype != np.uint8:
+                raise TypeError(f"observation {key!r}: bit storage needs uint8 masks")
+        rows, envs = self.buffer_size, n_envs
+        self.observations: dict[str, np.ndarray] = {}  # type: ignore[assignment]
+        for key, shape in self.obs_shape.items():
+            if key in self._bits:
+                stored = (int(np.ceil(np.prod(shape) / 8)),)
+                dtype = np.uint8
+            else:
+                stored, dtype = tuple(shape), observation_space[key].dtype
+            self.observations[key] = np.zeros((rows, envs, *stored), dtype=dtype)
+        self.actions = np.zeros((rows, envs, self.action_dim), dtype=np.float32)
+        self.rewards = np.zeros((rows, envs), dtype=np.float32)
+        self.dones = np.zeros((rows, envs), dtype=np.float32)
+        self.timeouts = np.zeros((rows, envs), dtype=np.float32)
+        self.ids = np.full((rows, envs), -1, dtype=np.int64)
+        self.annotated = np.zeros((rows, envs), dtype=bool)
+        self.fell_back = np.zeros((rows, envs), dtype=bool)
+        # Next observations of episode-end transitions, keyed by (row, env); the ring row holds the reset obs.
+        self.terminal_next: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self.adds = 0
+        self.pending = pending or PendingRewards(backlog_limit, stall_timeout_s)
+        self.pending.attach(self._write_rewards)
+        self._lock = threading.Lock()
+        self._staged: list[RewardRequest] | None = None
+        self.stale_annotations = 0
+        self.overwritten_pending = 0
+        self.lossy_masks = 0
+
+    # ------------------------------------------------------------------ ids and storage
+
+    def slot_of(self, transition_id: int) -> tuple[int, int]:
+        return (transition_id // self.n_envs) % self.buffer_size, transition_id % self.n_envs
+
+    def _pack(self, key: str, value: np.ndarray) -> np.ndarray:
+        """(n_envs, *shape) -> stored rows; bit keys become one bit per pixel."""
+        value = np.asarray(value).reshape((self.n_envs, *self.obs_shape[key]))
+        if key not in self._bits:
+            return value
+        flat = value.reshape(self.n_envs, -1)
+        if np.any((flat != 0) & (flat != 255)):
+            self.lossy_masks += 1
+            if self.lossy_masks == 1:
+                warnings.warn(
+                    f"observation {key!r} holds values other than 0/255; bit storage keeps value > 127 only",
+                    stacklevel=3,
+                )
+        return np.packbits(flat > 127, axis=1)
+
+    def _unpack(self, key: str, stored: np.ndarray) -> np.ndarray:
+        if key not in self._bits:
+            return stored
+        shape = self.obs_shape[key]
+        bits = np.unpackbits(stored, axis=-1, count=int(np.prod(shape)))
+        return (bits * np.uint8(255)).reshape((stored.shape[0], *shape))
+
+    def stage_requests(self, requests: Sequence[RewardRequest]) -> None:
+        """Requests (with frames) for the next `add`, one per env."""
+        if len(requests) != self.n_envs:
+            raise ValueError(f"requests: expected {self.n_envs} (one per env), got {len(requests)}")
+        self._staged = list(requests)
+
+    def add(  # type: ignore[override]
+        self,
+        obs: dict[str, np.ndarray],
+        next_obs: dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        requests = self._staged if self._staged is not None else [request_from_info(i) for i in infos]
+        self._staged = None
+        row, following = self.pos, (self.pos + 1) % self.buffer_size
+        done = np.asarray(done, dtype=bool).reshape(self.n_envs)
+        reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
+        first_id = self.adds * self.n_envs
+        with self._lock:
+            overwritten = [
+                int(i) for i, ok in zip(self.ids[row], self.annotated[row], strict=True) if i >= 0 and not ok
+            ]
+            for env in range(self.n_envs):
+                self.terminal_next.pop((row, env), None)
+            for key in self.observations:
+                self.observations[key][row] = self._pack(key, obs[key])
+                packed_next = self._pack(key, next_obs[key])
+                self.observations[key][following] = packed_next
+                for env in np.flatnonzero(done):
+                    self.terminal_next.setdefault((row, int(env)), {})[key] = packed_next[env].copy()
+            self.actions[row] = np.asarray(action).reshape(self.n_envs, self.action_dim)
+            self.rewards[row] = reward
+            self.dones[row] = done
+            if self.handle_timeout_termination:
+                self.timeouts[row] = [bool(i.get("TimeLimit.truncated", False)) for i in infos]
+            self.ids[row] = np.arange(first_id, first_id + self.n_envs)
+            self.annotated[row] = False
+            self.fell_back[row] = False
+            self.adds += 1
+            self.pos = following
+            if self.pos == 0:
+                self.full = True
+        if overwritten:
+            self.overwritten_pending += len(overwritten)
+            self.pending.discard(overwritten)
+        records = [
+            PendingTransition(first_id + env, requests[env], float(reward[env])) for env in range(self.n_envs)
+        ]
+        self.pending.put(records)
+
+    def _write_rewards(
+        self, records: Sequence[PendingTransition], terms: Sequence[RewardTerms], fell_back: Sequence[bool]
+    ) -> int:
+        accepted = 0
+        with self._lock:
+            for record, term, fallback in zip(records, terms, fell_back, strict=True):
+                row, env = self.slot_of(record.transition_id)
+                if self.ids[row, env] != record.transition_id:
+                    self.stale_annotations += 1
+                    continue
+                self.rewards[row, env] = term.final
+                self.annotated[row, env] = True
+                self.fell_back[row, env] = fallback
+                accepted += 1
+        return accepted
+
+    # ------------------------------------------------------------------ sampling
+
+    def _valid_rows(self) -> np.ndarray:
+        if self.full:
+            # Row `pos` holds the next observation of the newest transition, not its own transition.
+            return np.delete(np.arange(self.buffer_size), self.pos)
+        return np.arange(self.pos)
+
+    @property
+    def annotated_count(self) -> int:
+        with self._lock:
+            return int(self.annotated[self._valid_rows()].sum())
+
+    def sample(  # type: ignore[override]
+        self, batch_size: int, env: VecNormalize | None = None
+    ) -> DictReplayBufferSamples:
+        if env is not None:
+            raise ValueError("PendingRewardReplayBuffer does not support VecNormalize")
+        with self._lock:
+            rows = self._valid_rows()
+            flat = np.flatnonzero(self.annotated[rows])
+            if flat.size == 0:
+                raise NoAnnotatedTransitionsError("no annotated transition to sample yet")
+            pick = flat[np.random.randint(0, flat.size, size=batch_size)]
+            batch_rows, batch_envs = rows[pick // self.n_envs], pick % self.n_envs
+            return self._gather(batch_rows, batch_envs)
+
+    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> DictReplayBufferSamples:
+        following = (rows + 1) % self.buffer_size
+        obs, next_obs = {}, {}
+        for key, stored in self.observations.items():
+            nxt = stored[following, envs].copy()
+            for i, (row, env) in enumerate(zip(rows.tolist(), envs.tolist(), strict=True)):
+                terminal = self.terminal_next.get((row, env))
+                if terminal is not None:
+                    nxt[i] = terminal[key]
+            obs[key] = self.to_torch(self._unpack(key, stored[rows, envs]))
+            next_obs[key] = self.to_torch(self._unpack(key, nxt))
+        dones = self.dones[rows, envs] * (1.0 - self.timeouts[rows, envs])
+        return DictReplayBufferSamples(
+            observations=obs,
+            actions=self.to_torch(self.actions[rows, envs]),
+            next_observations=next_obs,
+            dones=self.to_torch(dones.reshape(-1, 1)),
+            rewards=self.to_torch(self.rewards[rows, envs].reshape(-1, 1)),
+        )
+
+    def transitions(self, ids: Sequence[int]) -> DictReplayBufferSamples:
+        """The stored transitions with these global ids (for inspection and tests)."""
+        slots = [self.slot_of(int(i)) for i in ids]
+        for transition_id, (row, env) in zip(ids, slots, strict=True):
+            if self.ids[row, env] != transition_id:
+                raise KeyError(f"transition {transition_id} is no longer in the buffer")
+        rows = np.array([s[0] for s in slots])
+        envs = np.array([s[1] for s in slots])
+        with self._lock:
+            return self._gather(rows, envs)
+
+    def reward_of(self, transition_id: int) -> float | None:
+        """The annotated reward of a transition; None while pending or after it left the buffer."""
+        row, env = self.slot_of(transition_id)
+        with self._lock:
+            if self.ids[row, env] != transition_id or not self.annotated[row, env]:
+                return None
+            return float(self.rewards[row, env])
+
+    # ------------------------------------------------------------------ checkpointing
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to restore the buffer; call only with no pending transitions."""
+        if len(self.pending):
+            raise RuntimeError(
+                "state_arrays: annotate the pending transitions first (PendingRewards.wait_empty)"
+            )
+        with self._lock:
+            arrays = {f"obs/{k}": v for k, v in self.observations.items()}
+            arrays.update(
+                actions=self.actions,
+                rewards=self.rewards,
+                dones=self.dones,
+                timeouts=self.timeouts,
+                ids=self.ids,
+                annotated=self.annotated,
+                fell_back=self.fell_back,
+                counters=np.array([self.pos, int(self.full), self.adds], dtype=np.int64),
+            )
+            keys = sorted(self.terminal_next)
+            arrays["terminal/slots"] = np.array(keys, dtype=np.int64).reshape(-1, 2)
+            for key in self.observations:
+                stacked = [self.terminal_next[s][key] for s in keys]
+                shape = self.observations[key].shape[2:]
+                arrays[f"terminal/{key}"] = (
+                    np.stack(stacked) if stacked else np.zeros((0, *shape), self.observations[key].dtype)
+                )
+            return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            for key in self.observations:
+                stored = arrays[f"obs/{key}"]
+                if stored.shape != self.observations[key].shape:
+                    raise ValueError(
+                        f"replay buffer {key}: saved shape {stored.shape} != {self.observations[key].shape}"
+                    )
+                self.observations[key][...] = stored
+            for name in ("actions", "rewards", "dones", "timeouts", "ids", "annotated", "fell_back"):
+                getattr(self, name)[...] = arrays[name]
+            pos, full, adds = (int(x) for x in arrays["counters"])
+            self.pos, self.full, self.adds = pos, bool(full), adds
+            self.terminal_next = {}
+            for index, (row, env) in enumerate(arrays["terminal/slots"].tolist()):
+                self.terminal_next[(row, env)] = {
+                    k: arrays[f"terminal/{k}"][index] for k in self.observations
+                }
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "save the buffer with drivevlm.train.checkpoint, not pickle (it holds locks and frames)"
+        )

@@ -1,0 +1,123 @@
+"""The `train:` section of a preset: learner, annotator and run-folder settings.
+
+Defaults are VLM-RL's SAC hyper-parameters (paper-spec §4); every invalid value is an error naming its field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from drivevlm.config import ConfigError, Section, build
+
+
+class SacConfig(Section):
+    # lr(p) = final + (initial − final)·p², p = progress remaining (VLM-RL's quadratic schedule).
+    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate_final: float = Field(5e-7, ge=0)
+    buffer_size: int = Field(100_000, ge=2)
+    batch_size: int = Field(256, ge=1)
+    gamma: float = Field(0.98, gt=0, le=1)
+    tau: float = Field(0.02, gt=0, le=1)
+    train_freq: int = Field(64, ge=1)
+    gradient_steps: int = Field(64, ge=0)
+    learning_starts: int = Field(10_000, ge=0)
+    ent_coef: str | float = "auto"
+    use_sde: bool = True
+    log_std_init: float = -3.0
+    net_arch: list[int] = Field(default_factory=lambda: [500, 300])
+    # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.
+    bev_storage: Literal["bits", "uint8"] = "bits"
+
+
+class PpoConfig(Section):
+    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate_final: float = Field(1e-6, ge=0)
+    n_steps: int = Field(1024, ge=2)
+    batch_size: int = Field(64, ge=2)
+    n_epochs: int = Field(10, ge=1)
+    gamma: float = Field(0.98, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.05, ge=0)
+    use_sde: bool = False
+    net_arch: list[int] = Field(default_factory=lambda: [500, 300])
+
+
+class PolicyConfig(Section):
+    """BEV CNN (VLM-RL's layer plan, padded so that 96 px masks survive six convolutions) + state MLP."""
+
+    cnn_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    cnn_kernels: list[int] = Field(default_factory=lambda: [5, 5, 5, 3, 3, 3])
+    cnn_strides: list[int] = Field(default_factory=lambda: [2, 2, 2, 2, 2, 1])
+    bev_features: int = Field(256, ge=1)
+    state_hidden: list[int] = Field(default_factory=lambda: [64])
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> PolicyConfig:
+        n = len(self.cnn_channels)
+        if n == 0 or len(self.cnn_kernels) != n or len(self.cnn_strides) != n:
+            raise ValueError(
+                "cnn_channels, cnn_kernels and cnn_strides must be non-empty lists of the same length, got "
+                f"{len(self.cnn_channels)}, {len(self.cnn_kernels)}, {len(self.cnn_strides)}"
+            )
+        if min(self.cnn_channels + self.cnn_kernels + self.cnn_strides) < 1:
+            raise ValueError("cnn_channels, cnn_kernels and cnn_strides must be positive")
+        return self
+
+
+class AnnotatorConfig(Section):
+    # Transitions per reward-function call.
+    batch_size: int = Field(64, ge=1)
+    # Threads pulling batches; the reward function does its own LVLM concurrency, so 1 is usually enough.
+    workers: int = Field(1, ge=1, le=64)
+    # A failing batch is retried this many times, waiting backoff_s·2^k, then falls back.
+    max_retries: int = Field(2, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    # What a transition gets when the reward function keeps failing: the env's provisional reward.
+    fallback: Literal["provisional", "zero"] = "provisional"
+    # Collection waiting this long on a full backlog means the annotator is stuck: an error, not a hang.
+    stall_timeout_s: float = Field(900.0, gt=0)
+
+
+class TrainConfig(Section):
+    algorithm: Literal["sac", "ppo"] = "sac"
+    # async: a reward thread annotates while the agent collects; sync: collect a chunk, annotate, learn.
+    mode: Literal["async", "sync"] = "async"
+    total_timesteps: int = Field(1_000_000, ge=1)
+    n_envs: int = Field(1, ge=1, le=256)
+    # subprocess: one simulator per process (libsumo needs it for n_envs > 1); dummy: all in this process.
+    vec_env: Literal["auto", "subprocess", "dummy"] = "auto"
+    # Pending (not yet annotated) transitions allowed before collection waits for the annotator.
+    backlog_limit: int = Field(4096, ge=1)
+    checkpoint_interval: int = Field(50_000, ge=1)
+    # Save the replay buffer with each checkpoint so that resume continues with the same data.
+    checkpoint_replay_buffer: bool = True
+    log_interval: int = Field(1000, ge=1)
+    seed: int = 100
+    device: str = "auto"
+    # How often a simulator subprocess that died is restarted before the run gives up.
+    max_env_restarts: int = Field(20, ge=0)
+    sac: SacConfig = Field(default_factory=SacConfig)
+    ppo: PpoConfig = Field(default_factory=PpoConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+
+    @model_validator(mode="after")
+    def _device(self) -> TrainConfig:
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device: unknown value {self.device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+        return self
+
+    @property
+    def use_subprocesses(self) -> bool:
+        return self.vec_env == "subprocess" or (self.vec_env == "auto" and self.n_envs > 1)
+
+
+def train_section(data: dict[str, Any]) -> TrainConfig:
+    """Validate the `train:` section of a whole preset mapping (other sections are ignored)."""
+    section = data.get("train") or {}
+    if not isinstance(section, dict):
+        raise ConfigError("train: expected a mapping")
+    return build(TrainConfig, section, "train")

@@ -1,0 +1,388 @@
+"""`train(config, run_dir, resume=False)`: the one place that joins the env, the annotator and the learner.
+
+Run folder: config.yaml (resolved), run.json (git commit, seeds, versions), logs/session-N/ (SB3 CSV and
+TensorBoard: every reward term mean, annotator lag/throughput/counts, episode metrics, losses),
+checkpoints/ (see checkpoint.py). `resume=True` continues from checkpoints/latest.json with the step
+counter, optimiser states, replay buffer and RNG states restored; the episodes in flight at the kill are
+lost (simulators restart with fresh episodes, seeded with the session number).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from drivevlm.config import ConfigError, EnvConfig, build
+from drivevlm.rewards.base import RewardFunction
+from drivevlm.train import checkpoint as ckpt
+from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
+from drivevlm.train.annotator import Annotator, RequestBuilder
+from drivevlm.train.buffer import PendingRewardReplayBuffer, PendingRewards
+from drivevlm.train.checkpoint import write_atomic
+from drivevlm.train.config import TrainConfig, train_section
+from drivevlm.train.policy import BevStateExtractor
+from drivevlm.train.vec import RestartingSubprocVecEnv
+
+EnvFactory = Callable[[int], gym.Env]
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _default_reward(data: Mapping[str, Any]) -> tuple[RewardFunction, int]:
+    from drivevlm.rewards.build import build_reward
+    from drivevlm.rewards.config import reward_sections
+
+    reward_cfg, models_cfg = reward_sections(dict(data))
+    return build_reward(reward_cfg, models_cfg), reward_cfg.window_frames
+
+
+def _default_env_factory(env_cfg: EnvConfig, render_frames: bool, seed_offset: int) -> EnvFactory:
+    def factory(rank: int) -> gym.Env:
+        from drivevlm.env import make_env
+
+        cfg = env_cfg.model_copy(update={"seed": env_cfg.seed + rank + seed_offset, "render_frames": render_frames})
+        return make_env(cfg)
+
+    return factory
+
+
+class _MonitoredFactory:
+    """Picklable env thunk for SubprocVecEnv: env `rank` from `factory`, wrapped in SB3's Monitor."""
+
+    def __init__(self, factory: EnvFactory, rank: int) -> None:
+        self.factory, self.rank = factory, rank
+
+    def __call__(self) -> gym.Env:
+        return Monitor(self.factory(self.rank))
+
+
+def make_vec_env(factory: EnvFactory, cfg: TrainConfig) -> VecEnv:
+    thunks = [_MonitoredFactory(factory, rank) for rank in range(cfg.n_envs)]
+    if cfg.use_subprocesses:
+        return RestartingSubprocVecEnv(thunks, max_restarts=cfg.max_env_restarts)  # type: ignore[arg-type]
+    return DummyVecEnv(thunks)  # type: ignore[arg-type]
+
+
+def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> AnnotatedSAC | AnnotatedPPO:
+    extractor = {
+        "features_extractor_class": BevStateExtractor,
+        "features_extractor_kwargs": {
+            "cnn_channels": cfg.policy.cnn_channels,
+            "cnn_kernels": cfg.policy.cnn_kernels,
+            "cnn_strides": cfg.policy.cnn_strides,
+            "bev_features": cfg.policy.bev_features,
+            "state_hidden": cfg.policy.state_hidden,
+        },
+    }
+    if cfg.algorithm == "sac":
+        s = cfg.sac
+        return AnnotatedSAC(
+            "MultiInputPolicy",
+            env,
+            learning_rate=quadratic_schedule(s.learning_rate, s.learning_rate_final),
+            buffer_size=s.buffer_size,
+            learning_starts=s.learning_starts,
+            batch_size=s.batch_size,
+            tau=s.tau,
+            gamma=s.gamma,
+            train_freq=s.train_freq,
+            gradient_steps=s.gradient_steps,
+            ent_coef=s.ent_coef,
+            use_sde=s.use_sde,
+            replay_buffer_class=PendingRewardReplayBuffer,
+            replay_buffer_kwargs={
+                "backlog_limit": cfg.backlog_limit,
+                "stall_timeout_s": cfg.annotator.stall_timeout_s,
+                "bev_storage": s.bev_storage,
+            },
+            policy_kwargs={"net_arch": list(s.net_arch), "log_std_init": s.log_std_init, **extractor},
+            seed=cfg.seed,
+            device=cfg.device,
+        )
+    p = cfg.ppo
+    return AnnotatedPPO(
+        "MultiInputPolicy",
+        env,
+        learning_rate=quadratic_schedule(p.learning_rate, p.learning_rate_final),
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        use_sde=p.use_sde,
+        policy_kwargs={"net_arch": list(p.net_arch), **extractor},
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+
+
+def make_annotation(
+    model: AnnotatedSAC | AnnotatedPPO, cfg: TrainConfig, reward_fn: Any, window_frames: int
+) -> AnnotationLink:
+    """Build the annotator for `model` and attach it (SAC: the replay buffer's backlog; PPO: a rollout's)."""
+    if isinstance(model, AnnotatedSAC):
+        pending = model.replay_buffer.pending  # type: ignore[union-attr]
+    else:
+        pending = PendingRewards(cfg.backlog_limit, cfg.annotator.stall_timeout_s)
+    annotator = Annotator(pending, reward_fn, cfg.annotator, n_envs=cfg.n_envs)
+    link = AnnotationLink(annotator, RequestBuilder(cfg.n_envs, window_frames), cfg.mode)
+    model.attach(link)
+    return link
+
+
+class TrainingMonitor(BaseCallback):
+    """Logs, progress hook and checkpoints, from inside SB3's loop."""
+
+    def __init__(
+        self, trainer: _Run, progress: ProgressHook | None, start_state: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.run = trainer
+        self.progress = progress
+        state = dict(start_state or {})
+        self.episodes = int(state.get("episodes", 0))
+        self.collisions: deque[float] = deque(state.get("recent_collisions", []), maxlen=100)
+        self.restarts = int(state.get("env_restarts", 0))
+        self._episode_metrics: dict[str, list[float]] = {}
+        self._step_metrics: dict[str, list[float]] = {}
+        self._next_log = 0
+        self._next_checkpoint = 0
+        self._start_time = time.monotonic()
+        self._start_steps = 0
+
+    def _on_training_start(self) -> None:
+        cfg = self.run.cfg
+        self._start_steps = self.num_timesteps
+        self._next_log = self.num_timesteps + cfg.log_interval
+        self._next_checkpoint = (self.num_timesteps // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            for key, value in (info.get("metrics") or {}).items():
+                self._step_metrics.setdefault(key, []).append(float(value))
+            episode = info.get("episode_metrics") or info.get("episode_summary")
+            if info.get("simulator_restarted"):
+                self.restarts += 1
+            if episode is not None:
+                self.episodes += 1
+                self.collisions.append(float(bool(episode.get("collided", False))))
+                for key, value in episode.items():
+                    if isinstance(value, bool | int | float):
+                        self._episode_metrics.setdefault(key, []).append(float(value))
+        if self.num_timesteps >= self._next_log:
+            self._next_log += self.run.cfg.log_interval
+            self.log_now()
+        if self.num_timesteps >= self._next_checkpoint:
+            self._next_checkpoint += self.run.cfg.checkpoint_interval
+            self.run.save_checkpoint(self.state())
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self._start_time
+        steps = self.num_timesteps
+        rate = (steps - self._start_steps) / elapsed if elapsed > 0 else 0.0
+        total = self.run.cfg.total_timesteps
+        annotator = self.run.link.annotator.stats()
+        return {
+            "steps": steps,
+            "total_steps": total,
+            "episodes": self.episodes,
+            "collision_rate": float(np.mean(self.collisions)) if self.collisions else 0.0,
+            "annotator_pending": annotator["pending"],
+            "annotator_steps_behind": annotator["steps_behind"],
+            "annotator_fallbacks": annotator["fallbacks"],
+            "steps_per_s": rate,
+            "elapsed_s": elapsed,
+            "eta_s": (total - steps) / rate if rate > 0 else float("inf"),
+            "env_restarts": self.restarts,
+        }
+
+    def log_now(self) -> None:
+        record = self.logger.record
+        snap = self.snapshot()
+        for key in ("episodes", "collision_rate", "steps_per_s", "env_restarts"):
+            record(f"rollout/{key}", snap[key])
+        for key, value in self.run.link.annotator.stats().items():
+            record(f"annotator/{key}", value)
+        for key, value in self.run.link.annotator.pop_term_means().items():
+            record(f"reward/{key}", value)
+        for key, values in self._step_metrics.items():
+            record(f"metrics/{key}", float(np.mean(values)))
+        for key, values in self._episode_metrics.items():
+            record(f"episode/{key}", float(np.mean(values)))
+        self._step_metrics.clear()
+        self._episode_metrics.clear()
+        self.logger.dump(self.num_timesteps)
+        if self.progress is not None:
+            self.progress(snap)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "num_timesteps": self.num_timesteps,
+            "episodes": self.episodes,
+            "recent_collisions": list(self.collisions),
+            "env_restarts": self.restarts,
+            "session": self.run.session,
+        }
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, session: int) -> None:
+        self.cfg, self.run_dir, self.session = cfg, run_dir, session
+        self.model: AnnotatedSAC | AnnotatedPPO
+        self.link: AnnotationLink
+        self.env: VecEnv
+
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        # Quiesce: every collected transition is annotated, so the checkpoint has no pending rewards.
+        self.link.annotator.wait_idle(timeout=self.cfg.annotator.stall_timeout_s)
+        arrays = None
+        if isinstance(self.model, AnnotatedSAC) and self.cfg.checkpoint_replay_buffer:
+            arrays = self.model.replay_buffer.state_arrays()  # type: ignore[union-attr]
+        state = {**state, "annotator": self.link.annotator.stats()}
+        return ckpt.save_checkpoint(self.run_dir / "checkpoints", self.model, state, arrays)
+
+
+def _resolved_config(data: Mapping[str, Any], cfg: TrainConfig, env_cfg: EnvConfig) -> dict[str, Any]:
+    resolved = dict(data)
+    resolved["train"] = cfg.model_dump(mode="json")
+    resolved["env"] = env_cfg.model_dump(mode="json")
+    return resolved
+
+
+def train(
+    config: Mapping[str, Any] | None,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    reward_fn: RewardFunction | None = None,
+    window_frames: int | None = None,
+    env_factory: EnvFactory | None = None,
+    progress: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Train a policy; returns a summary (steps, episodes, collision rate, throughput, annotator counts).
+
+    `config` is a whole preset mapping (`env:`, `train:`, `reward:`, `models:` sections); with
+    `resume=True` it may be None (the run folder's config.yaml is used). `reward_fn` defaults to the
+    preset's reward (drivevlm.rewards.build), `env_factory(rank)` to DriveEnv with seed env.seed + rank.
+    `progress(snapshot)` is called at every log interval.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"resume: {run_dir} has no config.yaml (not a run folder)")
+        data = yaml.safe_load(saved.read_text()) or {}
+        start = ckpt.latest_checkpoint(run_dir / "checkpoints")
+        if start is None:
+            raise ConfigError(f"resume: {run_dir} has no complete checkpoint yet")
+    else:
+        if config is None:
+            raise ConfigError("config: required unless resume=True")
+        data = dict(config)
+        if (run_dir / "checkpoints" / ckpt.LATEST).exists():
+            raise ConfigError(f"run_dir: {run_dir} already holds a run; pass resume=True to continue it")
+        start = None
+    cfg = train_section(data)
+    env_cfg = build(EnvConfig, data.get("env") or {}, "env")
+    trainer_state = ckpt.load_trainer_state(start) if start is not None else {}
+    session = int(trainer_state.get("session", -1)) + 1
+    th.set_num_threads(max(1, th.get_num_threads()))
+
+    if reward_fn is None:
+        reward_fn, default_window = _default_reward(data)
+        window_frames = window_frames or default_window
+    window_frames = window_frames or 4
+    factory = env_factory or _default_env_factory(env_cfg, bool(reward_fn.needs_frames), 1000 * session)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_atomic(run_dir / "config.yaml", yaml.safe_dump(_resolved_config(data, cfg, env_cfg)).encode())
+        meta = {
+            "git_commit": _git_commit(),
+            "seed": cfg.seed,
+            "env_seeds": [env_cfg.seed + rank for rank in range(cfg.n_envs)],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "torch": th.__version__,
+        }
+        write_atomic(run_dir / "run.json", json.dumps(meta, indent=2).encode())
+
+    run = _Run(cfg, run_dir, session)
+    env = make_vec_env(factory, cfg)
+    run.env = env
+    try:
+        if start is not None:
+            cls = AnnotatedSAC if cfg.algorithm == "sac" else AnnotatedPPO
+            model = cls.load(start / "model.zip", env=env, device=cfg.device)
+            arrays = ckpt.load_buffer_arrays(start)
+            if arrays is not None and isinstance(model, AnnotatedSAC):
+                model.replay_buffer.load_state_arrays(arrays)  # type: ignore[union-attr]
+            ckpt.restore_rng(model, ckpt.load_rng(start))
+        else:
+            model = make_model(cfg, env)
+        run.model = model
+        formats = ["csv"] + (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])
+        model.set_logger(configure(str(run_dir / "logs" / f"session-{session}"), formats))
+        link = make_annotation(model, cfg, reward_fn, window_frames)
+        run.link = link
+        monitor = TrainingMonitor(run, progress, trainer_state)
+        if cfg.mode == "async":
+            link.annotator.start()
+        remaining = cfg.total_timesteps - model.num_timesteps
+        started = time.monotonic()
+        if remaining > 0:
+            model.learn(remaining, callback=monitor, reset_num_timesteps=start is None, log_interval=None)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - started
+        monitor.log_now()
+        final = run.save_checkpoint(monitor.state())
+        stats = link.annotator.stats()
+        snap = monitor.snapshot()
+        summary = {
+            "run_dir": str(run_dir),
+            "algorithm": cfg.algorithm,
+            "mode": cfg.mode,
+            "steps": model.num_timesteps,
+            "steps_this_session": max(remaining, 0),
+            "episodes": snap["episodes"],
+            "collision_rate": snap["collision_rate"],
+            "elapsed_s": elapsed,
+            "steps_per_s": max(remaining, 0) / elapsed if elapsed > 0 else 0.0,
+            "checkpoint": str(final),
+            "session": session,
+            "env_restarts": int(getattr(env, "restarts", 0)),
+            "annotator": stats,
+        }
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=float).encode())
+        return summary
+    finally:
+        with contextlib.suppress(Exception):
+            run.link.annotator.close()
+        env.close()
