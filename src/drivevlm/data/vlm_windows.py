@@ -119,8 +119,9 @@ class VlmWindows:
         """One .npz file, written atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        handle, name = tempfile.mkstemp(dir=path.parent, suffix=".npz")
         os.close(handle)
+        temp = Path(name)
         try:
             np.savez(
                 temp,
@@ -132,10 +133,9 @@ class VlmWindows:
                 towns=np.array(self.towns, dtype=str),
                 seeds=self.seeds,
             )
-            os.replace(temp, path)
+            temp.replace(path)
         finally:
-            if os.path.exists(temp):
-                os.remove(temp)
+            temp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -186,7 +186,8 @@ def generate_windows(
 
     Windows are taken from random steps (each step kept with `accept_probability`, so neighbouring
     windows are not all near-duplicates) until `round(count * gated_fraction)` gated windows and the
-    rest ungated ones are collected, at most `max_windows_per_episode` per episode. Episode i uses seed `seed * 100_000 + i`.
+    rest ungated ones are collected, at most `max_windows_per_episode` per episode.
+    Episode i uses seed `seed * 100_000 + i`.
     """
     if count < 1:
         raise ValueError(f"count: expected at least 1 window, got {count}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -267,8 +266,8 @@ def _save_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
         write(temp)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "model")
-        os.replace(temp, out_dir)
+            out_dir.replace(old / "model")
+        temp.replace(out_dir)
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
@@ -376,6 +375,7 @@ def train_tiny_vlm(
         "steps": step,
         "train_seconds": round(train_seconds, 1),
         "data_seconds": round(data_seconds, 1),
+        "first_loss": losses[0],
         "final_loss": float(np.mean(losses[-min(len(losses), 50) :])),
         "seed": seed,
         "batch_size": batch_size,

@@ -1,0 +1,117 @@
+"""Windows for the small VLM: K+1 real env frames with the ground-truth risk, biased towards gated ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivevlm.data.risk import RISK_CATEGORIES, category_of_description
+from drivevlm.data.vlm_windows import (
+    HELD_OUT_TOWNS,
+    VlmWindows,
+    generate_windows,
+    held_out_windows,
+    is_gated,
+    shrink_frame,
+)
+from drivevlm.sim.world import Actor, ActorKind, EgoState, Lane, MapGeometry, Pose, Route, WorldState
+
+_MAP = MapGeometry(name="test:gate", lanes=(Lane("l0", np.array([[0.0, 0.0], [100.0, 0.0]]), 3.2),))
+_ROUTE = Route(waypoints=np.array([[0.0, 0.0], [100.0, 0.0]]), headings=np.zeros(2))
+
+
+def _state(*actors: Actor) -> WorldState:
+    ego = EgoState(pose=Pose(0.0, 0.0, 0.0), speed=5.0, steer=0.0, throttle=0.0)
+    return WorldState(time=0.0, step=0, ego=ego, actors=actors, map=_MAP, route=_ROUTE)
+
+
+def _actor(kind: ActorKind, x: float, y: float) -> Actor:
+    return Actor(f"{kind.value}-{x}-{y}", kind, Pose(x, y, 0.0), 1.0, 0.6, 0.6, 1.7)
+
+
+@pytest.fixture(scope="module")
+def windows() -> VlmWindows:
+    return generate_windows(12, seed=5, gated_fraction=0.75, frame_size=64, render_size=96)
+
+
+def test_gate_needs_a_vulnerable_road_user_in_view() -> None:
+    assert is_gated(_state(_actor(ActorKind.PEDESTRIAN, 10.0, 1.0)))
+    assert is_gated(_state(_actor(ActorKind.BICYCLE, 30.0, -3.0)))
+    assert is_gated(_state(_actor(ActorKind.MOTORCYCLE, 5.0, 0.0)))
+    assert not is_gated(_state(_actor(ActorKind.CAR, 10.0, 0.0)))
+    assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, -10.0, 0.0)))  # behind
+    assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, 3.0, 10.0)))  # outside the field of view
+    assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, 60.0, 0.0)))  # too far
+    assert not is_gated(_state())
+
+
+def test_windows_hold_consecutive_real_frames_and_their_labels(windows: VlmWindows) -> None:
+    assert len(windows) == 12 and windows.frames_per_window == 4
+    assert int(windows.gated.sum()) == 9
+    assert windows.frames.dtype == np.uint8 and windows.frames.shape[1:] == (64, 64, 3)
+    for i in range(len(windows)):
+        frames = windows.window(i)
+        assert frames.shape == (4, 64, 64, 3)
+        # Rows are appended as frames are first rendered, so a window's frames are in time order.
+        assert np.all(np.diff(windows.index[i]) > 0)
+        assert frames.std() > 5.0  # a rendered scene, not a blank image
+        assert windows.categories[i] in RISK_CATEGORIES
+        assert category_of_description(windows.descriptions[i]) == windows.categories[i]
+        # A gated window has a vulnerable road user within the labelled range, so it is never "clear".
+        if windows.gated[i]:
+            assert windows.categories[i] != "none"
+    assert set(windows.towns) == {"grid"}
+
+
+def test_same_seed_same_windows(windows: VlmWindows) -> None:
+    again = generate_windows(12, seed=5, gated_fraction=0.75, frame_size=64, render_size=96)
+    assert again.descriptions == windows.descriptions
+    assert np.array_equal(again.frames, windows.frames)
+
+
+def test_held_out_uses_unseen_towns_and_disjoint_seeds(windows: VlmWindows) -> None:
+    held = held_out_windows(4, frame_size=64, render_size=96, gated_fraction=1.0)
+    assert set(held.towns) <= set(HELD_OUT_TOWNS) and held.gated.all()
+    assert not set(held.seeds.tolist()) & set(windows.seeds.tolist())
+
+
+def test_save_load_round_trip(windows: VlmWindows, tmp_path: Path) -> None:
+    path = windows.save(tmp_path / "sub" / "windows.npz")
+    loaded = VlmWindows.load(path)
+    assert np.array_equal(loaded.frames, windows.frames) and np.array_equal(loaded.index, windows.index)
+    assert loaded.descriptions == windows.descriptions and loaded.categories == windows.categories
+    assert np.array_equal(loaded.gated, windows.gated) and loaded.towns == windows.towns
+    assert [p.name for p in path.parent.iterdir()] == ["windows.npz"]  # no temporary file left
+    subset = windows.subset([2, 0])
+    assert subset.descriptions == [windows.descriptions[2], windows.descriptions[0]]
+    assert np.array_equal(subset.window(0), windows.window(2))
+
+
+def test_shrink_matches_requested_size() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    assert shrink_frame(frame, 64).shape == (64, 64, 3)
+    assert shrink_frame(frame, 96) is frame
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 2, "towns": ["mars"]}, "towns"),
+        ({"count": 2, "scenarios": ["parade"]}, "scenarios"),
+        ({"count": 2, "densities": ["packed"]}, "densities"),
+        ({"count": 2, "gated_fraction": 1.5}, "gated_fraction"),
+        ({"count": 2, "frame_size": 256, "render_size": 128}, "frame_size"),
+        ({"count": 2, "frames_per_window": 0}, "frames_per_window"),
+    ],
+)
+def test_bad_arguments_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        generate_windows(**kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        VlmWindows.load(tmp_path / "nothing.npz")
