@@ -1,4 +1,4 @@
-"""The `drivevlm` command line. Each measuring command has `--json` and then prints one JSON object last."""
+"""`drivevlm sim ...` and `drivevlm quickstart`: drive scripted episodes, write images, measure throughput."""
 
 from __future__ import annotations
 
@@ -9,39 +9,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from drivevlm.config import ConfigError
+from drivevlm.cli.common import JsonFlag, emit, env_config, save_png
 
-app = typer.Typer(
-    help="DriveVLM-RL: RL driving policies taught by vision-language rewards.", no_args_is_help=True
-)
-sim_app = typer.Typer(
-    help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True
-)
-app.add_typer(sim_app, name="sim")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
-
-
-def _emit(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, default=float))
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key:>28}: {value:.2f}" if isinstance(value, float) else f"{key:>28}: {value}")
-
-
-def _env_config(town: str, scenario: str, density: str, seed: int, **extra: Any) -> Any:
-    from drivevlm.config import EnvConfig, build
-
-    return build(
-        EnvConfig, {"town": town, "scenario": scenario, "density": density, "seed": seed, **extra}, "env"
-    )
-
-
-def _save_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)
+app = typer.Typer(help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True)
 
 
 def masks_to_rgb(masks: np.ndarray, channels: list[str]) -> np.ndarray:
@@ -79,9 +49,9 @@ def run_episode_with_images(config: Any, out: Path, steps: int, every: int, seed
         for step in range(steps):
             if step % every == 0:
                 frames = info["frames"]
-                _save_png(out / f"{step:05d}_front.png", frames["front"])
-                _save_png(out / f"{step:05d}_bev_rgb.png", frames["bev_rgb"])
-                _save_png(out / f"{step:05d}_bev_masks.png", masks_to_rgb(obs["bev"], env.mask_channels))
+                save_png(out / f"{step:05d}_front.png", frames["front"])
+                save_png(out / f"{step:05d}_bev_rgb.png", frames["bev_rgb"])
+                save_png(out / f"{step:05d}_bev_masks.png", masks_to_rgb(obs["bev"], env.mask_channels))
                 summary["frames_written"] += 3
             obs, _, terminated, truncated, info = env.step(policy.act(obs, signals))
             signals = info["signals"]
@@ -99,7 +69,7 @@ def run_episode_with_images(config: Any, out: Path, steps: int, every: int, seed
     return summary
 
 
-@sim_app.command("render")
+@app.command("render")
 def sim_render(
     out: Annotated[Path, typer.Option(help="Folder for the PNGs and summary.json.")],
     scenario: str = "pedestrian_crossing",
@@ -111,11 +81,11 @@ def sim_render(
     as_json: JsonFlag = False,
 ) -> None:
     """Drive one episode with a scripted driver and write the front, BEV RGB and BEV mask images."""
-    config = _env_config(town, scenario, density, seed)
-    _emit(run_episode_with_images(config, out, steps, every, seed), as_json)
+    config = env_config(town, scenario, density, seed)
+    emit(run_episode_with_images(config, out, steps, every, seed), as_json)
 
 
-@sim_app.command("bench")
+@app.command("bench")
 def sim_bench(
     steps: int = 2000,
     town: str = "grid",
@@ -126,39 +96,4 @@ def sim_bench(
     """Measure env steps/s: bare simulator, with policy masks, and with all three images."""
     from drivevlm.bench import measure_env
 
-    _emit(measure_env(_env_config(town, "random", density, seed), steps=steps, seed=seed), as_json)
-
-
-@app.command("quickstart")
-def quickstart(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/quickstart"),
-    steps: int = 400,
-    as_json: JsonFlag = False,
-) -> None:
-    """The main job on the embedded default: drive each scripted scenario and write images and metrics."""
-    from drivevlm.sim.scenarios import SCENARIOS
-
-    results = {}
-    for name, scenario in SCENARIOS.items():
-        town = scenario.default_town or "grid"
-        summary = run_episode_with_images(_env_config(town, name, "regular", 0), out / name, steps, 20, 0)
-        results[name] = summary
-        typer.echo(
-            f"{name:>22}: {summary.get('steps', 0):4d} steps, {summary.get('distance_m', 0.0):6.1f} m, "
-            f"reason={summary.get('reason')}, events={summary['triggered']}"
-        )
-    typer.echo(f"images and summaries in {out}")
-    if as_json:
-        typer.echo(json.dumps(results, default=float))
-
-
-def main() -> None:
-    try:
-        app()
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()
+    emit(measure_env(env_config(town, "random", density, seed), steps=steps, seed=seed), as_json)
