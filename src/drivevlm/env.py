@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -27,23 +28,52 @@ from drivevlm.sim.world import Actor, Control, WorldState
 ENV_ID = "drivevlm/Town-v0"
 STABILITY_WINDOW = 30
 PROVISIONAL_COLLISION_PENALTY = -10.0
-# Lateral half-width of the corridor in which an actor counts as "ahead" of the ego, m.
-_AHEAD_HALF_WIDTH = {True: 4.0, False: 2.0}
 _AHEAD_RANGE_M = 60.0
+# Lateral half-width of the corridor in which a vulnerable road user / a vehicle counts as "ahead", m.
+_VRU_CORRIDOR_M = 4.0
+_VEHICLE_CORRIDOR_M = 2.0
 
 
-def _ahead_distance(state: WorldState, vulnerable: bool) -> float:
-    actors = [a for a in state.actors if a.kind.is_vulnerable == vulnerable]
-    if not actors:
-        return math.inf
-    ego = state.ego.pose
-    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in actors]), ego.x, ego.y, ego.yaw)
-    mask = (
-        (local[:, 0] > 0)
-        & (local[:, 0] < _AHEAD_RANGE_M)
-        & (np.abs(local[:, 1]) < _AHEAD_HALF_WIDTH[vulnerable])
+@dataclass(frozen=True, slots=True)
+class _Surroundings:
+    """Ground truth about what is ahead of the ego, for VehicleSignals (oracles, baselines, inspection)."""
+
+    nearest_vru_ahead_m: float = math.inf
+    nearest_vehicle_ahead_m: float = math.inf
+    # Along the ego's heading ray: the first actor whose box the ego's width would sweep.
+    front_obstacle_m: float = math.inf
+    # Cars that were ahead of the ego (in the ego frame) and are now behind it, side by side or behind.
+    ahead_car_ids: frozenset[str] = frozenset()
+
+
+def _surroundings(state: WorldState, previously_ahead: frozenset[str]) -> tuple[_Surroundings, int]:
+    """What is ahead of the ego, and how many cars it overtook since `previously_ahead` was measured."""
+    if not state.actors:
+        return _Surroundings(), 0
+    ego = state.ego
+    local = world_to_ego(
+        np.array([(a.pose.x, a.pose.y) for a in state.actors]), ego.pose.x, ego.pose.y, ego.pose.yaw
     )
-    return float(np.min(np.hypot(local[mask, 0], local[mask, 1]))) if mask.any() else math.inf
+    ahead_x, lateral = local[:, 0], np.abs(local[:, 1])
+    distance = np.hypot(ahead_x, local[:, 1])
+    vulnerable = np.array([a.kind.is_vulnerable for a in state.actors])
+    in_front = (ahead_x > 0) & (ahead_x < _AHEAD_RANGE_M)
+    half_widths = np.array([0.5 * a.width for a in state.actors])
+
+    def nearest(mask: np.ndarray, values: np.ndarray) -> float:
+        return float(values[mask].min()) if mask.any() else math.inf
+
+    cars = ~vulnerable
+    ids = [a.id for a in state.actors]
+    ahead_cars = frozenset(ids[i] for i in np.flatnonzero(cars & in_front & (lateral < 6.0)))
+    behind_now = {ids[i] for i in np.flatnonzero(ahead_x <= 0)}
+    found = _Surroundings(
+        nearest_vru_ahead_m=nearest(vulnerable & in_front & (lateral < _VRU_CORRIDOR_M), distance),
+        nearest_vehicle_ahead_m=nearest(cars & in_front & (lateral < _VEHICLE_CORRIDOR_M), distance),
+        front_obstacle_m=nearest(in_front & (lateral < 0.5 * ego.width + half_widths), ahead_x),
+        ahead_car_ids=ahead_cars,
+    )
+    return found, len(previously_ahead & behind_now)
 
 
 class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
@@ -74,6 +104,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._state: WorldState | None = None
         self._tracker: RouteTracker | None = None
         self._past_actors: deque[tuple[Actor, ...]] = deque(maxlen=max(cfg.bev_history) + 1)
+        self._steers: list[float] = []
+        self._ahead_cars: frozenset[str] = frozenset()
         self._offsets: deque[float] = deque(maxlen=STABILITY_WINDOW)
         self._dt = EpisodeSpec(town=cfg.town).dt
         self._arc = 0.0
@@ -111,6 +143,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._tracker = RouteTracker(state.route)
         self._past_actors.clear()
         self._offsets.clear()
+        self._steers = []
+        self._ahead_cars = _surroundings(state, frozenset())[0].ahead_car_ids
         self._episode = {"steps": 0, "distance_m": 0.0, "speed_sum_kmh": 0.0, "stopped_s": 0.0}
         self._prev_steer = 0.0
         self._state = state
@@ -140,6 +174,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         speed_kmh = state.ego.speed * 3.6
         heading_error = progress.heading_error
         collision = state.events.collisions[0] if state.events.collisions else None
+        around, overtaken = _surroundings(state, self._ahead_cars)
+        self._ahead_cars = around.ahead_car_ids
+        self._steers.append(state.ego.steer)
         signals = VehicleSignals(
             speed_kmh=speed_kmh,
             longitudinal_speed_kmh=speed_kmh * math.cos(heading_error),
@@ -157,8 +194,11 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             lane_invasion=state.events.lane_invasion,
             route_finished=progress.finished,
             target_speed_kmh=cfg.target_speed_kmh,
-            nearest_vru_ahead_m=_ahead_distance(state, vulnerable=True),
-            nearest_vehicle_ahead_m=_ahead_distance(state, vulnerable=False),
+            nearest_vru_ahead_m=around.nearest_vru_ahead_m,
+            nearest_vehicle_ahead_m=around.nearest_vehicle_ahead_m,
+            front_obstacle_m=around.front_obstacle_m,
+            vehicles_overtaken=overtaken,
+            steer_std=float(np.std(self._steers)),
         )
         self._prev_steer = state.ego.steer
         self._past_actors.append(self._state.actors)
