@@ -104,7 +104,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._state: WorldState | None = None
         self._tracker: RouteTracker | None = None
         self._past_actors: deque[tuple[Actor, ...]] = deque(maxlen=max(cfg.bev_history) + 1)
-        self._steers: list[float] = []
+        # Running count, sum and sum of squares of the episode's steering: its std in O(1) per step.
+        self._steer_moments = np.zeros(3)
         self._ahead_cars: frozenset[str] = frozenset()
         self._offsets: deque[float] = deque(maxlen=STABILITY_WINDOW)
         self._dt = EpisodeSpec(town=cfg.town).dt
@@ -143,7 +144,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._tracker = RouteTracker(state.route)
         self._past_actors.clear()
         self._offsets.clear()
-        self._steers = []
+        self._steer_moments = np.zeros(3)
         self._ahead_cars = _surroundings(state, frozenset())[0].ahead_car_ids
         self._episode = {"steps": 0, "distance_m": 0.0, "speed_sum_kmh": 0.0, "stopped_s": 0.0}
         self._prev_steer = 0.0
@@ -176,7 +177,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         collision = state.events.collisions[0] if state.events.collisions else None
         around, overtaken = _surroundings(state, self._ahead_cars)
         self._ahead_cars = around.ahead_car_ids
-        self._steers.append(state.ego.steer)
+        self._steer_moments += (1.0, state.ego.steer, state.ego.steer**2)
         signals = VehicleSignals(
             speed_kmh=speed_kmh,
             longitudinal_speed_kmh=speed_kmh * math.cos(heading_error),
@@ -198,7 +199,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             nearest_vehicle_ahead_m=around.nearest_vehicle_ahead_m,
             front_obstacle_m=around.front_obstacle_m,
             vehicles_overtaken=overtaken,
-            steer_std=float(np.std(self._steers)),
+            steer_std=self._steer_std(),
         )
         self._prev_steer = state.ego.steer
         self._past_actors.append(self._state.actors)
@@ -247,6 +248,10 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             }
         reward = self._provisional_reward(signals)
         return self._observe(state), reward, terminated, truncated, info
+
+    def _steer_std(self) -> float:
+        count, total, squares = self._steer_moments
+        return math.sqrt(max(squares / count - (total / count) ** 2, 0.0))
 
     def _provisional_reward(self, signals: VehicleSignals) -> float:
         """The shaping reward at the full target speed (no semantic throttle), −10 on a collision step."""
