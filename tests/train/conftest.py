@@ -9,6 +9,6 @@ import cloudpickle
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import toy_env  # noqa: E402
+import toy_env
 
 cloudpickle.register_pickle_by_value(toy_env)

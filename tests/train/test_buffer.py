@@ -31,18 +31,28 @@ def _infos(n_envs: int) -> list[dict]:
 
 def _buffer(size: int, n_envs: int = 1, limit: int = 1000, **kwargs) -> PendingRewardReplayBuffer:
     return PendingRewardReplayBuffer(
-        size, ENV.observation_space, ENV.action_space, device="cpu", n_envs=n_envs, backlog_limit=limit, **kwargs
+        size,
+        ENV.observation_space,
+        ENV.action_space,
+        device="cpu",
+        n_envs=n_envs,
+        backlog_limit=limit,
+        **kwargs,
     )
 
 
 def _add(buffer: PendingRewardReplayBuffer, value: int, done: bool = False) -> None:
     n = buffer.n_envs
-    buffer.add(_obs(n, value), _obs(n, value + 1), np.zeros((n, 2)), np.full(n, -1.0), np.full(n, done), _infos(n))
+    buffer.add(
+        _obs(n, value), _obs(n, value + 1), np.zeros((n, 2)), np.full(n, -1.0), np.full(n, done), _infos(n)
+    )
 
 
 def _annotate(buffer: PendingRewardReplayBuffer, reward_of_id=lambda i: float(i)) -> int:
     batch = buffer.pending.take(10_000, timeout=0)
-    return buffer.pending.complete(batch, [RewardTerms(final=reward_of_id(r.transition_id)) for r in batch], [False] * len(batch))
+    return buffer.pending.complete(
+        batch, [RewardTerms(final=reward_of_id(r.transition_id)) for r in batch], [False] * len(batch)
+    )
 
 
 def test_rewards_stay_pending_until_annotated_and_only_annotated_are_sampled() -> None:
@@ -54,7 +64,9 @@ def test_rewards_stay_pending_until_annotated_and_only_annotated_are_sampled() -
         buffer.sample(8)
     batch = buffer.pending.take(2, timeout=0)
     assert [r.transition_id for r in batch] == [0, 1]
-    buffer.pending.complete(batch, [RewardTerms(final=100.0 + r.transition_id) for r in batch], [False, False])
+    buffer.pending.complete(
+        batch, [RewardTerms(final=100.0 + r.transition_id) for r in batch], [False, False]
+    )
     assert buffer.annotated_count == 2 and len(buffer.pending) == 3
     samples = buffer.sample(64)
     assert set(samples.rewards.flatten().tolist()) == {100.0, 101.0}
@@ -102,7 +114,11 @@ def test_masks_round_trip_exactly(storage: str) -> None:
     assert got.observations["bev"].dtype.is_floating_point is False
     np.testing.assert_array_equal(got.observations["bev"].numpy(), expected)
     np.testing.assert_array_equal(got.next_observations["bev"].numpy(), _obs(1, 6)["bev"])
-    per_obs = buffer.observations["bev"].shape[-1] if storage == "bits" else np.prod(buffer.observations["bev"].shape[2:])
+    per_obs = (
+        buffer.observations["bev"].shape[-1]
+        if storage == "bits"
+        else np.prod(buffer.observations["bev"].shape[2:])
+    )
     assert per_obs == (np.prod(ENV.observation_space["bev"].shape) // (8 if storage == "bits" else 1))
 
 

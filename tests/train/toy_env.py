@@ -8,6 +8,7 @@ info["episode_metrics"] at the end. Fully deterministic given the seed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -58,7 +59,9 @@ class ToyDriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         col = int(np.clip(centre + self.y * 3, 0, self.size - 1))
         bev[3 + self.steps % (self.channels - 3), self.size - 4, col] = 255
         waypoints = np.stack([np.arange(1, 16) * 2.0, np.full(15, -self.y)], axis=1)
-        state = np.concatenate([[steer, throttle, self.speed * 3.6], waypoints.reshape(-1)]).astype(np.float32)
+        state = np.concatenate([[steer, throttle, self.speed * 3.6], waypoints.reshape(-1)]).astype(
+            np.float32
+        )
         return {"bev": bev, "state": state}
 
     def _frames(self) -> dict[str, np.ndarray]:
@@ -70,11 +73,11 @@ class ToyDriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         steer, throttle = (float(a) for a in np.clip(action, -1, 1))
-        if self.die_at_step is not None and self.steps == self.die_at_step:
-            if self.die_marker is None or not os.path.exists(self.die_marker):
-                if self.die_marker is not None:
-                    open(self.die_marker, "w").close()  # noqa: PTH123, SIM115
-                os._exit(3)
+        marker = Path(self.die_marker) if self.die_marker is not None else None
+        if self.steps == self.die_at_step and (marker is None or not marker.exists()):
+            if marker is not None:
+                marker.touch()
+            os._exit(3)
         self.steps += 1
         self.speed = float(np.clip(self.speed + throttle * 0.5, 0.0, 12.0))
         before = self.x

@@ -109,10 +109,11 @@ class AnnotatedSAC(SAC):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         buffer = self.replay_buffer
         assert isinstance(buffer, PendingRewardReplayBuffer) and self.link is not None
-        if buffer.annotated_count == 0:
-            # Only possible with tiny learning_starts: wait for the first annotations.
-            if not self.link.annotator.wait_idle(timeout=buffer.pending.stall_timeout_s):
-                raise AnnotatorStalledError("no transition was annotated before the first gradient step")
+        # Only possible with tiny learning_starts: wait for the first annotations.
+        if buffer.annotated_count == 0 and not self.link.annotator.wait_idle(
+            timeout=buffer.pending.stall_timeout_s
+        ):
+            raise AnnotatorStalledError("no transition was annotated before the first gradient step")
         super().train(gradient_steps, batch_size)
 
 
@@ -234,5 +235,6 @@ class AnnotatedPPO(PPO):
         start = time.monotonic()
         if not self.link.annotator.wait_idle(timeout=pending.stall_timeout_s):
             raise AnnotatorStalledError(
-                f"rollout rewards not annotated after {time.monotonic() - start:.0f} s; the annotator is stuck"
+                f"rollout rewards not annotated after {time.monotonic() - start:.0f} s; "
+                "the annotator is stuck"
             )

@@ -32,7 +32,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def rng_state(model: Any) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def save_checkpoint(
     (tmp / "state.json").write_text(json.dumps(trainer_state, indent=2, default=float))
     if final.exists():
         shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp.replace(final)
     write_atomic(
         folder / LATEST, json.dumps({"checkpoint": name, "num_timesteps": model.num_timesteps}).encode()
     )
@@ -103,7 +103,7 @@ def load_buffer_arrays(path: Path) -> dict[str, np.ndarray] | None:
 
 def load_rng(path: Path) -> dict[str, Any]:
     # Our own file, written by save_checkpoint in this run folder.
-    return pickle.loads((path / "rng.pkl").read_bytes())  # noqa: S301
+    return pickle.loads((path / "rng.pkl").read_bytes())
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:

@@ -46,8 +46,12 @@ ProgressHook = Callable[[dict[str, Any]], None]
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent, check=False,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -66,7 +70,9 @@ def _default_env_factory(env_cfg: EnvConfig, render_frames: bool, seed_offset: i
     def factory(rank: int) -> gym.Env:
         from drivevlm.env import make_env
 
-        cfg = env_cfg.model_copy(update={"seed": env_cfg.seed + rank + seed_offset, "render_frames": render_frames})
+        cfg = env_cfg.model_copy(
+            update={"seed": env_cfg.seed + rank + seed_offset, "render_frames": render_frames}
+        )
         return make_env(cfg)
 
     return factory
@@ -200,10 +206,14 @@ class TrainingMonitor(BaseCallback):
         if self.num_timesteps >= self._next_log:
             self._next_log += self.run.cfg.log_interval
             self.log_now()
-        if self.num_timesteps >= self._next_checkpoint:
-            self._next_checkpoint += self.run.cfg.checkpoint_interval
-            self.run.save_checkpoint(self.state())
         return True
+
+    def _on_rollout_end(self) -> None:
+        # After the chunk's transitions are stored (on_step comes before SB3 stores the step's transition).
+        if self.num_timesteps >= self._next_checkpoint:
+            interval = self.run.cfg.checkpoint_interval
+            self._next_checkpoint = (self.num_timesteps // interval + 1) * interval
+            self.run.save_checkpoint(self.state())
 
     def snapshot(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self._start_time

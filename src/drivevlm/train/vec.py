@@ -9,6 +9,7 @@ termination.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 from collections.abc import Callable
@@ -99,15 +100,11 @@ class RestartingSubprocVecEnv(SubprocVecEnv):
         alive = [i for i, p in enumerate(self.processes) if p.is_alive()]
         if self.waiting:
             for index in alive:
-                try:
+                with contextlib.suppress(EOFError, ConnectionResetError):
                     self.remotes[index].recv()
-                except (EOFError, ConnectionResetError):
-                    pass
         for index in alive:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self.remotes[index].send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
         for process in self.processes:
             process.join(timeout=5)
         self.closed = True

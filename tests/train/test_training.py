@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rewards_for_tests import SignalsReward
+from toy_env import ToyDriveEnv
+
+from drivevlm.train.trainer import train
+
+HERE = Path(__file__).parent
+SMALL_POLICY = {"cnn_channels": [8, 16], "cnn_kernels": [5, 3], "cnn_strides": [4, 2], "bev_features": 32}
+
+
+def _config(**train_overrides) -> dict:
+    sac = {
+        "buffer_size": 2000,
+        "batch_size": 32,
+        "train_freq": 16,
+        "gradient_steps": 4,
+        "learning_starts": 64,
+        "net_arch": [32, 32],
+    }
+    train_cfg = {
+        "total_timesteps": 192,
+        "n_envs": 2,
+        "vec_env": "dummy",
+        "seed": 3,
+        "log_interval": 50,
+        "checkpoint_interval": 100,
+        "backlog_limit": 64,
+        "sac": sac,
+        "policy": SMALL_POLICY,
+    }
+    for key, value in train_overrides.items():
+        if isinstance(value, dict) and isinstance(train_cfg.get(key), dict):
+            train_cfg[key] = {**train_cfg[key], **value}
+        else:
+            train_cfg[key] = value
+    return {"env": {"seed": 0}, "train": train_cfg, "reward": {"preset": "custom-in-test"}}
+
+
+def _toy_factory(rank: int) -> ToyDriveEnv:
+    return ToyDriveEnv(size=32, render_frames=True)
+
+
+def test_sac_trains_end_to_end_with_logs_checkpoints_and_progress(tmp_path: Path) -> None:
+    seen: list[dict] = []
+    summary = train(
+        _config(), tmp_path / "run", reward_fn=SignalsReward(), env_factory=_toy_factory, progress=seen.append
+    )
+    assert summary["steps"] == 192 and summary["episodes"] >= 2
+    assert summary["annotator"]["annotated"] == 192 and summary["annotator"]["fallbacks"] == 0
+    run = tmp_path / "run"
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["sac"]["gamma"] == 0.98
+    assert "git_commit" in json.loads((run / "run.json").read_text())
+    assert (run / "checkpoints" / "latest.json").is_file()
+    header = (run / "logs" / "session-0" / "progress.csv").read_text().splitlines()[0]
+    for column in ("reward/final", "reward/r_shaping", "annotator/steps_behind", "train/critic_loss"):
+        assert column in header
+    assert list((run / "logs" / "session-0").glob("events.out.tfevents*"))
+    assert seen and {"steps", "episodes", "collision_rate", "annotator_steps_behind", "eta_s"} <= set(
+        seen[-1]
+    )
+
+
+def _buffer_rewards(mode: str, tmp_path: Path) -> dict[int, float]:
+    from drivevlm.train.config import TrainConfig
+    from drivevlm.train.trainer import make_annotation, make_model, make_vec_env
+
+    cfg = TrainConfig(**{**_config(mode=mode)["train"], "total_timesteps": 160})
+    cfg.sac.learning_starts = 10_000  # random actions from the seeded action space: same transitions
+    env = make_vec_env(_toy_factory, cfg)
+    model = make_model(cfg, env)
+    link = make_annotation(model, cfg, SignalsReward(delay_s=0.002), 4)
+    if mode == "async":
+        link.annotator.start()
+    model.learn(160)
+    link.annotator.wait_idle(10)
+    link.annotator.close()
+    buffer = model.replay_buffer
+    return {int(i): buffer.reward_of(int(i)) for i in buffer.ids[: buffer.pos].reshape(-1)}
+
+
+def test_sync_and_async_write_the_same_rewards(tmp_path: Path) -> None:
+    sync, asynchronous = _buffer_rewards("sync", tmp_path), _buffer_rewards("async", tmp_path)
+    assert len(sync) == 160 and None not in sync.values()
+    assert sync == asynchronous
+
+
+def test_ppo_annotates_the_rollout_before_learning(tmp_path: Path) -> None:
+    cfg = _config(
+        algorithm="ppo",
+        ppo={"n_steps": 32, "batch_size": 32, "n_epochs": 2, "net_arch": [32]},
+        total_timesteps=128,
+    )
+    summary = train(cfg, tmp_path / "ppo", reward_fn=SignalsReward(), env_factory=_toy_factory)
+    assert summary["steps"] == 128 and summary["annotator"]["annotated"] == 128
+
+
+def test_reward_failures_never_stop_training(tmp_path: Path) -> None:
+    cfg = _config(annotator={"max_retries": 1, "backoff_s": 0.0})
+    summary = train(
+        cfg, tmp_path / "run", reward_fn=SignalsReward(always_fail=True), env_factory=_toy_factory
+    )
+    assert summary["steps"] == 192 and summary["annotator"]["fallbacks"] == 192
+
+
+_KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from rewards_for_tests import SignalsReward
+from toy_env import ToyDriveEnv
+from drivevlm.train.trainer import train
+train({config!r}, {run!r}, reward_fn=SignalsReward(), env_factory=lambda r: ToyDriveEnv(render_frames=True))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = _config(total_timesteps=100_000, checkpoint_interval=64)
+    script = _KILL_SCRIPT.format(here=str(HERE), config=config, run=str(run))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    latest = run / "checkpoints" / "latest.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not latest.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert latest.exists(), "no checkpoint before the kill"
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = json.loads(latest.read_text())["num_timesteps"]
+    config["train"]["total_timesteps"] = saved + 64
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    summary = train(None, run, resume=True, reward_fn=SignalsReward(), env_factory=_toy_factory)
+    assert summary["session"] == 1 and summary["steps"] == saved + 64 and summary["steps_this_session"] == 64
+
+    from drivevlm.train.algorithms import AnnotatedSAC
+
+    model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
+    assert model.num_timesteps == saved + 64
+    assert model.actor.optimizer.state_dict()["state"], "optimiser state must survive the resume"
+    arrays = np.load(Path(summary["checkpoint"]) / "replay_buffer.npz")
+    assert int(arrays["counters"][2]) * 2 == saved + 64  # every transition, old and new, is in the buffer
+
+
+@pytest.mark.slow
+def test_dead_simulator_process_is_restarted(tmp_path: Path) -> None:
+    marker = tmp_path / "died"
+
+    def factory(rank: int) -> ToyDriveEnv:
+        return ToyDriveEnv(render_frames=True, die_at_step=5 if rank == 0 else None, die_marker=str(marker))
+
+    cfg = _config(vec_env="subprocess", total_timesteps=96)
+    summary = train(cfg, tmp_path / "run", reward_fn=SignalsReward(), env_factory=factory)
+    assert marker.exists() and summary["env_restarts"] == 1 and summary["steps"] == 96
