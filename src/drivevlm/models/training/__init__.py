@@ -1,5 +1,5 @@
-"""Training and held-out evaluation of the bundled models (the aligned image-text model and the detector)."""
+"""Training code for the small models this project ships (bundled under drivevlm/models/bundled/).
 
-from drivevlm.models.training.evaluate import evaluate_models, train_models
-
-__all__ = ["evaluate_models", "train_models"]
+`drivevlm.models.training.evaluate` holds `train_models` / `evaluate_models` for the image-text model
+and the detector; `train_tiny_vlm` trains the small VLM.
+"""

@@ -29,7 +29,8 @@ def save_weights(folder: Path, state: dict[str, torch.Tensor], config: dict[str,
     os.close(fd)
     try:
         save_file(half, tmp)
-        os.replace(tmp, folder / "model.safetensors")
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(folder / "model.safetensors")
     finally:
         Path(tmp).unlink(missing_ok=True)
     write_json(folder / "config.json", config)
@@ -39,7 +40,8 @@ def write_json(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=1)
-    os.replace(tmp, path)
+    Path(tmp).chmod(0o644)
+    Path(tmp).replace(path)
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -1,0 +1,160 @@
+"""A tiny CenterNet-style detector of our own (pure torch, Apache-2.0), trained on simulator front frames.
+
+Per class a centre heatmap at stride 4, plus box size (log pixels) and sub-cell offset heads on a small
+CNN with a two-level top-down path. Decoding keeps local heatmap maxima (3x3 max-pool) above a score
+threshold. Labels are COCO names (person, bicycle, car, motorcycle), like every other detector backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from drivevlm.models.base import Detection, ModelNotFoundError, check_images
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "tiny_detector"
+BUNDLED_NAMES = ("bundled", "drivevlm/tiny-detector")
+STRIDE = 4
+CLASSES = ("person", "bicycle", "car", "motorcycle")
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class TinyCenterNet(nn.Module):
+    """Backbone at strides 2..16, top-down merge back to stride 4, three 1x1 heads."""
+
+    def __init__(self, num_classes: int = len(CLASSES), width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.stage1 = nn.Sequential(_conv(3, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w))  # /4
+        self.stage2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))  # /8
+        self.stage3 = nn.Sequential(_conv(4 * w, 6 * w, 2), _conv(6 * w, 6 * w))  # /16
+        self.lateral3 = nn.Conv2d(6 * w, 4 * w, 1)
+        self.merge2 = _conv(4 * w, 3 * w)
+        self.lateral1 = nn.Conv2d(2 * w, 3 * w, 1)
+        self.merge1 = _conv(3 * w, 3 * w)
+        self.heatmap = nn.Conv2d(3 * w, num_classes, 1)
+        self.size = nn.Conv2d(3 * w, 2, 1)
+        self.offset = nn.Conv2d(3 * w, 2, 1)
+        nn.init.constant_(self.heatmap.bias, -2.19)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images: (N, 3, H, W) in [0, 1], H and W multiples of 16. Heatmap logits, log sizes, offsets."""
+        x = (images - 0.5) / 0.25
+        c1 = self.stage1(x)
+        c2 = self.stage2(c1)
+        c3 = self.stage3(c2)
+        p2 = self.merge2(c2 + functional.interpolate(self.lateral3(c3), size=c2.shape[-2:], mode="nearest"))
+        p1 = self.merge1(
+            self.lateral1(c1)
+            + functional.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=False)
+        )
+        return {"heatmap": self.heatmap(p1), "size": self.size(p1), "offset": self.offset(p1)}
+
+
+def decode(
+    outputs: dict[str, torch.Tensor], threshold: float, max_detections: int, scale: tuple[float, float]
+) -> list[list[Detection]]:
+    """Local maxima of the heatmap above `threshold` as boxes, in pixels scaled by (sx, sy)."""
+    heat = torch.sigmoid(outputs["heatmap"])
+    peaks = heat * (functional.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    n, classes, h, w = heat.shape
+    scores, flat = peaks.reshape(n, -1).topk(min(max_detections, classes * h * w))
+    results: list[list[Detection]] = []
+    for b in range(n):
+        found = []
+        for score, index in zip(scores[b].tolist(), flat[b].tolist(), strict=True):
+            if score < threshold:
+                break
+            cls, cell = divmod(index, h * w)
+            cy, cx = divmod(cell, w)
+            ox, oy = outputs["offset"][b, :, cy, cx].tolist()
+            bw, bh = torch.exp(outputs["size"][b, :, cy, cx]).tolist()
+            x, y = (cx + ox) * STRIDE, (cy + oy) * STRIDE
+            box = (
+                (x - bw / 2) * scale[0],
+                (y - bh / 2) * scale[1],
+                (x + bw / 2) * scale[0],
+                (y + bh / 2) * scale[1],
+            )
+            found.append(Detection(CLASSES[cls], float(score), tuple(float(v) for v in box)))  # type: ignore[arg-type]
+        results.append(found)
+    return results
+
+
+def resolve_detector_dir(model: str | Path) -> Path:
+    text = str(model)
+    folder = BUNDLED_DIR if text in BUNDLED_NAMES else Path(text).expanduser()
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            text,
+            [folder.resolve()],
+            hint="expected model.safetensors and config.json (train one with `drivevlm models train`)",
+        )
+    return folder
+
+
+def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet, dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    if tuple(config["classes"]) != CLASSES:
+        raise ValueError(
+            f"classes: {folder / 'config.json'} lists {config['classes']}, expected {list(CLASSES)}"
+        )
+    net = TinyCenterNet(width=int(config["width"]))
+    net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
+    return net.to(device).eval(), config
+
+
+class TinyDetector:
+    """`make_detector("tiny", "bundled", threshold=0.3)`: the bundled CenterNet-style detector."""
+
+    def __init__(
+        self,
+        model: str | Path = "bundled",
+        device: str = "cpu",
+        threshold: float | None = None,
+        max_detections: int = 50,
+        batch_size: int = 32,
+    ) -> None:
+        folder = resolve_detector_dir(model)
+        self.device = torch.device(device)
+        self.net, self.config = load_tiny_detector(folder, device)
+        self.input_size = int(self.config["input_size"])
+        chosen = float(self.config.get("threshold", 0.3)) if threshold is None else float(threshold)
+        if not 0.0 <= chosen <= 1.0:
+            raise ValueError(f"threshold: must lie in [0, 1], got {threshold!r}")
+        self.threshold = chosen
+        self.max_detections = max_detections
+        self.batch_size = batch_size
+        self.name = f"tiny:{model}"
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray] | np.ndarray) -> list[list[Detection]]:
+        batch = check_images(images)
+        height, width = batch.shape[1:3]
+        scale = (width / self.input_size, height / self.input_size)
+        results: list[list[Detection]] = []
+        for start in range(0, len(batch), self.batch_size):
+            tensor = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
+            tensor = tensor.to(self.device).permute(0, 3, 1, 2).float() / 255.0
+            if (height, width) != (self.input_size, self.input_size):
+                tensor = functional.interpolate(
+                    tensor, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
+                )
+            results.extend(decode(self.net(tensor), self.threshold, self.max_detections, scale))
+        return results

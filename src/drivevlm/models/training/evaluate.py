@@ -1,0 +1,231 @@
+"""Held-out quality of the bundled models, and the one-call `train_models` / `evaluate_models` for the CLI.
+
+Image-text model: R_static = cos(img, clear-road goal) - cos(img, collision goal) should rank "unsafe"
+frames (a collision within 2 s, or a vulnerable road user within 10 m ahead) below clear-road frames:
+ROC-AUC of -R_static for unsafe, and the accuracy of picking the nearer of the two goal texts.
+Detector: mAP@0.5 over classes, precision at the shipped threshold, and recall of pedestrians and
+cyclists within 30 m that are at least half visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivevlm.data.boxes import VRU_LABELS
+from drivevlm.data.dataset import iter_shards, read_manifest
+from drivevlm.models.detectors.tiny import CLASSES
+from drivevlm.models.training.common import roc_auc
+
+BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "bundled"
+CLIP_AUC_BAR = 0.9
+VRU_RECALL_BAR = 0.9
+PRECISION_BAR = 0.8
+VRU_RANGE_M = 30.0
+MIN_VISIBLE_FOR_RECALL = 0.5
+IOU_MATCH = 0.5
+
+
+def evaluate_aligned_clip(
+    data_dir: str | Path, model: str | Path = "bundled", split: str = "heldout", limit: int | None = None
+) -> dict[str, Any]:
+    from drivevlm.models.clip.aligned import AlignedClipEncoder
+    from drivevlm.models.training.train_aligned_clip import (
+        NEGATIVE_GOAL,
+        POSITIVE_GOAL,
+        SAFE_GOALS,
+        UNSAFE_GOALS,
+    )
+
+    encoder = AlignedClipEncoder(model)
+    goals = encoder.encode_texts([POSITIVE_GOAL, NEGATIVE_GOAL])
+    pools = encoder.encode_texts([*SAFE_GOALS, *UNSAFE_GOALS])
+    embeddings: dict[str, list[np.ndarray]] = {"bev": [], "front": []}
+    unsafe: list[bool] = []
+    for bev, front, records in iter_shards(data_dir, split):
+        take = len(records) if limit is None else min(len(records), limit - len(unsafe))
+        embeddings["bev"].append(encoder.encode_images(bev[:take]))
+        embeddings["front"].append(encoder.encode_images(front[:take]))
+        unsafe.extend(bool(r["unsafe"]) for r in records[:take])
+        if limit is not None and len(unsafe) >= limit:
+            break
+    label = np.array(unsafe)
+    result: dict[str, Any] = {"split": split, "frames": len(label), "unsafe_frames": int(label.sum())}
+    for view, parts in embeddings.items():
+        image = np.concatenate(parts)
+        r_static = image @ goals[0] - image @ goals[1]
+        by_pool = (image @ pools[len(SAFE_GOALS) :].T).mean(1) > (image @ pools[: len(SAFE_GOALS)].T).mean(1)
+        picked_unsafe = r_static < 0
+        result[view] = {
+            "r_static_auc": round(roc_auc(-r_static, label), 4),
+            "retrieval_accuracy": round(float(np.mean(picked_unsafe == label)), 4),
+            "retrieval_balanced_accuracy": round(
+                0.5 * (float(np.mean(picked_unsafe[label])) + float(np.mean(~picked_unsafe[~label]))), 4
+            ),
+            "pool_retrieval_accuracy": round(float(np.mean(by_pool == label)), 4),
+            "mean_r_static_safe": round(float(r_static[~label].mean()), 4),
+            "mean_r_static_unsafe": round(float(r_static[label].mean()), 4),
+        }
+    result["meets_bar"] = bool(result["bev"]["r_static_auc"] >= CLIP_AUC_BAR)
+    return result
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
+
+
+def _average_precision(scores: list[float], hits: list[bool], positives: int) -> float:
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-np.array(scores))
+    tp = np.cumsum(np.array(hits, dtype=float)[order])
+    fp = np.cumsum(1.0 - np.array(hits, dtype=float)[order])
+    recall = np.concatenate([[0.0], tp / positives, [1.0]])
+    precision = np.concatenate([[1.0], tp / np.maximum(tp + fp, 1e-9), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(recall) * precision[1:]))
+
+
+def evaluate_detector(
+    data_dir: str | Path,
+    model: str | Path = "bundled",
+    split: str = "heldout",
+    limit: int | None = None,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < 0.3) count as neither."""
+    from drivevlm.models.detectors.tiny import TinyDetector
+
+    detector = TinyDetector(model, threshold=0.05)
+    keep_at = detector.config.get("threshold", 0.3) if threshold is None else threshold
+    per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in CLASSES}
+    vru_total = vru_found = 0
+    kept_tp = {"all": 0, "vru": 0}
+    kept_fp = {"all": 0, "vru": 0}
+    frames = 0
+    for _, front, records in iter_shards(data_dir, split):
+        take = len(records) if limit is None else min(len(records), limit - frames)
+        for detections, record in zip(detector.detect(front[:take]), records[:take], strict=True):
+            gts = record["boxes"]
+            for cls in CLASSES:
+                mine = [g for g in gts if g["label"] == cls]
+                boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
+                countable = np.array([g["visible"] >= 0.3 for g in mine], dtype=bool)
+                recall_set = np.array(
+                    [g["distance_m"] <= VRU_RANGE_M and g["visible"] >= MIN_VISIBLE_FOR_RECALL for g in mine],
+                    dtype=bool,
+                )
+                per_class[cls]["positives"] += int(countable.sum())
+                used = np.zeros(len(mine), dtype=bool)
+                for det in sorted((d for d in detections if d.label == cls), key=lambda d: -d.score):
+                    hit = ignored = False
+                    if len(mine):
+                        iou = _iou(np.array(det.box), boxes)
+                        iou[used] = 0.0
+                        best = int(np.argmax(iou))
+                        if iou[best] >= IOU_MATCH:
+                            used[best] = True
+                            hit, ignored = bool(countable[best]), not countable[best]
+                    if ignored:
+                        continue
+                    per_class[cls]["scores"].append(det.score)
+                    per_class[cls]["hits"].append(hit)
+                    if det.score >= keep_at:
+                        for group in ("all", "vru") if cls in VRU_LABELS else ("all",):
+                            kept_tp[group] += hit
+                            kept_fp[group] += not hit
+                if cls in VRU_LABELS:
+                    vru_total += int(recall_set.sum())
+                    strong = np.zeros(len(mine), dtype=bool)
+                    for det in detections:
+                        if det.label == cls and det.score >= keep_at and len(mine):
+                            iou = _iou(np.array(det.box), boxes)
+                            strong |= iou >= IOU_MATCH
+                    vru_found += int((strong & recall_set).sum())
+        frames += take
+        if limit is not None and frames >= limit:
+            break
+    ap = {c: _average_precision(v["scores"], v["hits"], v["positives"]) for c, v in per_class.items()}
+    valid = [v for v in ap.values() if np.isfinite(v)]
+    result = {
+        "split": split,
+        "frames": frames,
+        "threshold": keep_at,
+        "ap50": {c: round(v, 4) for c, v in ap.items()},
+        "map50": round(float(np.mean(valid)), 4) if valid else float("nan"),
+        "vru_within_30m": vru_total,
+        "vru_recall_30m": round(vru_found / max(vru_total, 1), 4),
+        "precision": round(kept_tp["all"] / max(kept_tp["all"] + kept_fp["all"], 1), 4),
+        "vru_precision": round(kept_tp["vru"] / max(kept_tp["vru"] + kept_fp["vru"], 1), 4),
+    }
+    result["meets_bar"] = bool(
+        result["vru_recall_30m"] >= VRU_RECALL_BAR and result["vru_precision"] >= PRECISION_BAR
+    )
+    return result
+
+
+def train_models(
+    data_dir: str | Path,
+    out_root: str | Path | None = None,
+    frames: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    models: tuple[str, ...] = ("aligned_clip", "tiny_detector"),
+    clip_epochs: int | None = None,
+    detector_epochs: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train the bundled models into `out_root/<model>/` (default: the package's bundled folder).
+
+    With `frames` and no data set at `data_dir` yet, one is generated first (`generate_dataset`).
+    """
+    from drivevlm.data.generate import generate_dataset
+    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
+    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+
+    unknown = set(models) - {"aligned_clip", "tiny_detector"}
+    if unknown:
+        raise ValueError(f"models: unknown names {sorted(unknown)}; allowed: aligned_clip, tiny_detector")
+    root = Path(out_root) if out_root is not None else BUNDLED_ROOT
+    if frames is not None and not (Path(data_dir) / "dataset.json").exists():
+        log(f"generating {frames} frames into {data_dir}")
+        generate_dataset(data_dir, frames, seed=seed, step_stride=2)
+    read_manifest(data_dir)
+    summary: dict[str, Any] = {}
+    if "aligned_clip" in models:
+        clip_cfg = ClipTrainConfig(seed=seed, threads=threads)
+        if clip_epochs is not None:
+            clip_cfg = replace(clip_cfg, epochs=clip_epochs)
+        summary["aligned_clip"] = train_aligned_clip(data_dir, root / "aligned_clip", clip_cfg, log=log)
+    if "tiny_detector" in models:
+        det_cfg = DetectorTrainConfig(seed=seed, threads=threads)
+        if detector_epochs is not None:
+            det_cfg = replace(det_cfg, epochs=detector_epochs)
+        summary["tiny_detector"] = train_detector(data_dir, root / "tiny_detector", det_cfg, log=log)
+    return summary
+
+
+def evaluate_models(
+    data_dir: str | Path,
+    root: str | Path | None = None,
+    split: str = "heldout",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Re-measure both bundled models (or those under `root`) on a split; JSON-ready."""
+    base = Path(root) if root is not None else BUNDLED_ROOT
+    manifest = read_manifest(data_dir)
+    return {
+        "data": {"dir": str(data_dir), "frames": manifest["frames"], "split": split},
+        "aligned_clip": evaluate_aligned_clip(data_dir, base / "aligned_clip", split, limit),
+        "tiny_detector": evaluate_detector(data_dir, base / "tiny_detector", split, limit),
+    }

@@ -1,0 +1,190 @@
+"""Train the tiny CenterNet-style detector on front-camera frames with the simulator's ground-truth boxes.
+
+Boxes mostly hidden behind nearer actors (visible share below `MIN_VISIBLE`) are neither positives nor
+negatives: their heatmap cells are left out of the loss. Frames are flipped left-right at random.
+Also here: `export_yolo`, the same data in YOLO format for the optional ultralytics extra.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from drivevlm.data.dataset import iter_shards, load_split
+from drivevlm.data.generate import atomic_write_bytes
+from drivevlm.models.detectors.tiny import CLASSES, STRIDE, TinyCenterNet
+from drivevlm.models.training.common import save_weights, set_seed_and_threads
+
+MIN_VISIBLE = 0.3
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    width: int = 16
+    threshold: float = 0.3
+    seed: int = 0
+    threads: int | None = None
+    limit: int | None = 3000
+
+
+def targets(records: list[dict[str, Any]], size: int, flip: np.ndarray) -> dict[str, torch.Tensor]:
+    """Gaussian centre heatmaps, log sizes and offsets at the centre cells, masks of cells to learn from."""
+    cells = size // STRIDE
+    n = len(records)
+    heat = np.zeros((n, len(CLASSES), cells, cells), np.float32)
+    ignore = np.zeros((n, 1, cells, cells), bool)
+    size_t = np.zeros((n, 2, cells, cells), np.float32)
+    offset_t = np.zeros((n, 2, cells, cells), np.float32)
+    centre = np.zeros((n, 1, cells, cells), bool)
+    ys, xs = np.mgrid[0:cells, 0:cells]
+    for i, record in enumerate(records):
+        for gt in record["boxes"]:
+            x1, y1, x2, y2 = gt["box"]
+            if flip[i]:
+                x1, x2 = size - x2, size - x1
+            cx, cy = 0.5 * (x1 + x2) / STRIDE, 0.5 * (y1 + y2) / STRIDE
+            ix, iy = min(int(cx), cells - 1), min(int(cy), cells - 1)
+            if gt["visible"] < MIN_VISIBLE:
+                ignore[i, 0, max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2] = True
+                continue
+            w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+            sigma = max(0.5, math.sqrt(w * h) / STRIDE / 6.0)
+            blob = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
+            cls = CLASSES.index(gt["label"])
+            heat[i, cls] = np.maximum(heat[i, cls], blob)
+            size_t[i, :, iy, ix] = (math.log(w), math.log(h))
+            offset_t[i, :, iy, ix] = (cx - ix, cy - iy)
+            centre[i, 0, iy, ix] = True
+    ignore &= heat.max(axis=1, keepdims=True) < 1.0
+    return {
+        "heatmap": torch.from_numpy(heat),
+        "ignore": torch.from_numpy(ignore),
+        "size": torch.from_numpy(size_t),
+        "offset": torch.from_numpy(offset_t),
+        "centre": torch.from_numpy(centre),
+    }
+
+
+def detector_loss(outputs: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on the heatmap plus L1 on size and offset at centres."""
+    pred = torch.sigmoid(outputs["heatmap"]).clamp(1e-4, 1 - 1e-4)
+    gt = target["heatmap"]
+    keep = (~target["ignore"]).float()
+    positive = gt.eq(1.0).float()
+    pos_loss = torch.log(pred) * (1 - pred) ** 2 * positive
+    neg_loss = torch.log(1 - pred) * pred**2 * (1 - gt) ** 4 * (1 - positive) * keep
+    count = positive.sum().clamp(min=1.0)
+    focal = -(pos_loss.sum() + neg_loss.sum()) / count
+    mask = target["centre"].float()
+    size_loss = (functional.l1_loss(outputs["size"], target["size"], reduction="none") * mask).sum() / count
+    offset_loss = (
+        functional.l1_loss(outputs["offset"], target["offset"], reduction="none") * mask
+    ).sum() / count
+    return focal + size_loss + offset_loss
+
+
+def train_detector(
+    data_dir: str | Path, out_dir: str | Path, config: DetectorTrainConfig | None = None, log: Any = print
+) -> dict[str, Any]:
+    """Train on the `train` split's front frames; write model.safetensors + config.json to `out_dir`."""
+    cfg = config or DetectorTrainConfig()
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ValueError(f"epochs, batch_size: must be positive, got {cfg.epochs}, {cfg.batch_size}")
+    set_seed_and_threads(cfg.seed, cfg.threads)
+    started = time.perf_counter()
+    frames = load_split(data_dir, "train", cfg.limit)
+    images, records = frames.front, frames.records
+    size = images.shape[1]
+    if images.shape[1] != images.shape[2] or size % 16:
+        raise ValueError(f"front frames: need square frames a multiple of 16 px, got {images.shape[1:3]}")
+    net = TinyCenterNet(width=cfg.width)
+    steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
+    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
+    )
+    rng = np.random.default_rng(cfg.seed)
+    loss_value = float("nan")
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = rng.permutation(len(images))
+        total = 0.0
+        for step in range(steps_per_epoch):
+            pick = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            flip = rng.random(len(pick)) < 0.5
+            batch = images[pick].copy()
+            batch[flip] = batch[flip, :, ::-1]
+            tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
+            loss = detector_loss(net(tensor), targets([records[i] for i in pick], size, flip))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item()
+        loss_value = total / steps_per_epoch
+        log(f"tiny detector: epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f}")
+    summary = {
+        "train_images": len(images),
+        "epochs": cfg.epochs,
+        "final_loss": round(loss_value, 4),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+    }
+    model_config = {
+        "architecture": "drivevlm.models.detectors.tiny.TinyCenterNet",
+        "classes": list(CLASSES),
+        "input_size": size,
+        "width": cfg.width,
+        "stride": STRIDE,
+        "threshold": cfg.threshold,
+        "training": {**cfg.__dict__, **summary, "data_dir": str(data_dir)},
+    }
+    save_weights(Path(out_dir), net.state_dict(), model_config)
+    return summary
+
+
+def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = MIN_VISIBLE) -> Path:
+    """Write the data set's front frames and boxes in YOLO format; returns the path of its data.yaml.
+
+    ``out_dir/images/{train,val}/*.png``, ``out_dir/labels/{train,val}/*.txt`` (class cx cy w h, normalised),
+    with the held-out towns as `val`. Train a YOLOv8n on it with the `yolo` extra:
+    ``YOLO("yolov8n.yaml").train(data=<data.yaml>, imgsz=160)``.
+    """
+    from PIL import Image
+
+    root = Path(out_dir)
+    for split, yolo_split in (("train", "train"), ("heldout", "val")):
+        for _, front, records in iter_shards(data_dir, split):
+            for image, record in zip(front, records, strict=True):
+                name = f"{record['shard']}_{record['index']:04d}"
+                (root / "images" / yolo_split).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(root / "images" / yolo_split / f"{name}.png")
+                height, width = image.shape[:2]
+                lines = []
+                for gt in record["boxes"]:
+                    if gt["visible"] < min_visible:
+                        continue
+                    x1, y1, x2, y2 = gt["box"]
+                    centre = (0.5 * (x1 + x2) / width, 0.5 * (y1 + y2) / height)
+                    extent = ((x2 - x1) / width, (y2 - y1) / height)
+                    lines.append(
+                        f"{CLASSES.index(gt['label'])} {centre[0]:.6f} {centre[1]:.6f} "
+                        f"{extent[0]:.6f} {extent[1]:.6f}\n"
+                    )
+                atomic_write_bytes(root / "labels" / yolo_split / f"{name}.txt", "".join(lines).encode())
+    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
+    data_yaml = root / "data.yaml"
+    text = f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}"
+    atomic_write_bytes(data_yaml, text.encode())
+    return data_yaml
