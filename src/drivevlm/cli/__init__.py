@@ -11,14 +11,16 @@ from typing import Annotated
 
 import typer
 
-from drivevlm.cli import sim
+from drivevlm.cli import reward, sim
 from drivevlm.cli.common import JsonFlag
 from drivevlm.config import ConfigError
+from drivevlm.models.base import ModelNotFoundError
 
 app = typer.Typer(
     help="DriveVLM-RL: RL driving policies taught by vision-language rewards.", no_args_is_help=True
 )
 app.add_typer(sim.app, name="sim")
+app.add_typer(reward.app, name="reward")
 
 
 @app.command("quickstart")
@@ -48,6 +50,6 @@ def quickstart(
 def main() -> None:
     try:
         app()
-    except ConfigError as error:
+    except (ConfigError, ModelNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None

@@ -1,0 +1,146 @@
+"""Calibration: run a preset's reward on simulator frames and suggest θmin/θmax for Phase I normalisation.
+
+Semantic presets (DriveVLM-RL, VLM-RL) get `rewards.semantic.calibrate`: distributions of R_static, the gated
+R_dynamic and their sum, the gate rate, LVLM fallbacks and a θ suggestion. Every other preset (hand-designed
+baselines, CLIP baselines, labelled oracles) has no θ to calibrate; for those the distribution of each of its
+reward terms is reported instead, so the command answers "what does this reward look like" for any preset.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
+from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
+from drivevlm.rewards.build import ModelFactory, build_reward
+from drivevlm.rewards.config import reward_sections
+
+_PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
+_PERCENTILE_KEYS = ("min", "p5", "p25", "p50", "p75", "p95", "max")
+
+
+def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A preset mapping from a YAML file (None: the built-in defaults) with `--set a.b=value` applied."""
+    data = read_yaml(config) if config is not None else {}
+    return apply_overrides(data, list(overrides))
+
+
+def env_section(data: dict[str, Any]) -> EnvConfig:
+    env = {} if data.get("env") is None else data["env"]
+    if not isinstance(env, dict):
+        raise ConfigError("env: expected a mapping")
+    return build(EnvConfig, env, "env")  # type: ignore[no-any-return]
+
+
+def distribution(values: np.ndarray) -> dict[str, float | int]:
+    """count, mean, std and percentiles (min, p5 ... max) of a 1-D array; {"count": 0} when empty."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"count": 0}
+    pct = np.percentile(values, _PERCENTILES)
+    return {"count": int(values.size), "mean": float(values.mean()), "std": float(values.std())} | {
+        key: float(v) for key, v in zip(_PERCENTILE_KEYS, pct, strict=True)
+    }
+
+
+def _fallback_reasons(reward_fn: Any) -> dict[str, int]:
+    dynamic = getattr(reward_fn, "dynamic", None)
+    stats = getattr(dynamic, "stats", None) or {}
+    return {key.removeprefix("fallback:"): int(n) for key, n in stats.items() if key.startswith("fallback:")}
+
+
+def run_calibration(
+    data: dict[str, Any],
+    frames: int = 64,
+    scenarios: Sequence[str] = DEFAULT_SAMPLE_SCENARIOS,
+    seed: int = 0,
+    stride: int = 5,
+    low_pct: float = 5.0,
+    high_pct: float = 95.0,
+    factory: ModelFactory | None = None,
+) -> dict[str, Any]:
+    """Sample `frames` scripted-driving requests over `scenarios`; summarise the preset's reward on them."""
+    from drivevlm.rewards.semantic import SemanticReward, calibrate
+
+    reward_cfg, models_cfg = reward_sections(data)
+    env_cfg = env_section(data)
+    reward_fn = build_reward(reward_cfg, models_cfg, factory)
+    needs_frames = bool(reward_fn.needs_frames)
+    started = time.perf_counter()
+    requests = sample_requests(
+        env_cfg, scenarios, frames, reward_cfg.window_frames, needs_frames, seed=seed, stride=stride
+    )
+    sampled = time.perf_counter()
+    result: dict[str, Any] = {
+        "preset": reward_cfg.preset,
+        "oracle": "oracle" in reward_cfg.preset,
+        "needs_frames": needs_frames,
+        "scenarios": list(scenarios),
+        "low_pct": low_pct,
+        "high_pct": high_pct,
+    }
+    if isinstance(reward_fn, SemanticReward):
+        result |= calibrate(reward_fn, requests, low_pct, high_pct)
+        result["lvlm_fallback_reasons"] = _fallback_reasons(reward_fn)
+    else:
+        terms = reward_fn(requests)
+        names = list(dict.fromkeys(name for t in terms for name in t.terms))
+        result |= {
+            "frames": len(requests),
+            "final": distribution(np.array([t.final for t in terms])),
+            "terms": {
+                name: distribution(np.array([t.terms[name] for t in terms if name in t.terms]))
+                for name in names
+            },
+            "current_theta": [reward_cfg.theta_min, reward_cfg.theta_max],
+            "suggested_theta_min": None,
+            "suggested_theta_max": None,
+            "theta_note": f"preset {reward_cfg.preset} does not normalise with θmin/θmax; nothing to suggest",
+        }
+    scored = time.perf_counter()
+    result |= {
+        "seconds_sampling": sampled - started,
+        "seconds_scoring": scored - sampled,
+        "scored_frames_per_s": len(requests) / max(scored - sampled, 1e-9),
+    }
+    return result
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_calibrated_config(data: dict[str, Any], result: dict[str, Any], path: Path) -> Path:
+    """A copy of the preset (overrides applied) with the suggested θmin/θmax; comments are not kept."""
+    theta_min, theta_max = result.get("suggested_theta_min"), result.get("suggested_theta_max")
+    if theta_min is None or theta_max is None:
+        raise ConfigError(f"write: {result.get('theta_note', 'no θ suggestion to write')}")
+    copy = dict(data)
+    reward = dict(copy.get("reward") or {})
+    reward["theta_min"], reward["theta_max"] = float(theta_min), float(theta_max)
+    copy["reward"] = reward
+    reward_sections(copy)
+    header = (
+        f"# Calibrated by `drivevlm reward calibrate` on {result['frames']} frames "
+        f"({', '.join(result['scenarios'])}): theta_min/theta_max = p{result.get('low_pct', 5):g}/"
+        f"p{result.get('high_pct', 95):g} of R_static + R_dynamic.\n"
+    )
+    write_atomic(path, (header + yaml.safe_dump(copy, sort_keys=False)).encode())
+    return path
