@@ -56,5 +56,5 @@ def test_windows_are_consecutive_steps_of_one_episode(tiny_data: Path) -> None:
 def test_bad_split_and_missing_set(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="split"):
         load_split(tiny_data, "validation")
-    with pytest.raises(FileNotFoundError, match="dataset.json"):
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json"):
         load_split(tmp_path, "train")
