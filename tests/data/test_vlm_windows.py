@@ -113,5 +113,5 @@ def test_bad_arguments_name_the_field(kwargs: dict[str, object], field: str) -> 
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         VlmWindows.load(tmp_path / "nothing.npz")

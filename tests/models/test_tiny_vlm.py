@@ -1,0 +1,182 @@
+"""The tiny Qwen3-VL: trained here from scratch, saved as a checkpoint the in-process backend loads.
+
+The fast tests train a few steps on a handful of real env windows; the shipped model is loaded through
+the registry (`make_vlm("qwen3vl", folder)`), the very path real Qwen3-VL weights take. The held-out
+quality bar is re-measured by the slow test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from drivevlm.data.risk import RISK_CATEGORIES, category_of_description
+from drivevlm.data.vlm_windows import VlmWindows, generate_windows, held_out_windows
+from drivevlm.models.lvlm.parsing import DEFAULT_MAX_WORDS, parse_goal
+from drivevlm.models.lvlm.prompts import load_prompt
+from drivevlm.models.lvlm.qwen3vl import Qwen3VLModel, qwen_chat_text
+from drivevlm.models.registry import make_vlm
+from drivevlm.models.training.train_tiny_vlm import (
+    BUNDLED_DIR,
+    PROMPT_VERSION,
+    QWEN_SPECIAL_TOKENS,
+    TinyVlmShape,
+    build_tokenizer,
+    dynamic_prompt,
+    evaluate_tiny_vlm,
+    train_tiny_vlm,
+)
+from drivevlm.rewards.dynamic import DEFAULT_PROMPT_VERSION
+
+# The sample size and seed of the held-out measurement reported in the model card.
+HELD_OUT_WINDOWS = 600
+HELD_OUT_SEED = 1
+SMALL = TinyVlmShape(frame_size=64, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def small_windows() -> VlmWindows:
+    return generate_windows(8, seed=11, gated_fraction=0.75, frame_size=64, render_size=96)
+
+
+@pytest.fixture(scope="module")
+def trained(small_windows: VlmWindows, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("tiny-vlm") / "model"
+    summary = train_tiny_vlm(
+        folder, steps=12, windows=small_windows, batch_size=4, shape=SMALL, threads=1, log=None
+    )
+    return folder, summary
+
+
+def test_training_writes_a_checkpoint_the_backend_loads(
+    trained: tuple[Path, dict], small_windows: VlmWindows
+) -> None:
+    folder, summary = trained
+    assert summary["steps"] == 12 and summary["windows"] == 8
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"):
+        assert (folder / name).is_file(), name
+    assert json.loads((folder / "training.json").read_text())["steps"] == 12
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
+    vlm = make_vlm("qwen3vl", str(folder), max_new_tokens=12)
+    assert isinstance(vlm, Qwen3VLModel)
+    answer = vlm.generate(small_windows.window(0), dynamic_prompt())
+    assert isinstance(answer, str)
+    assert vlm.model.config.vision_config.patch_size == SMALL.patch_size
+
+
+def test_training_lowers_the_loss(small_windows: VlmWindows, tmp_path: Path) -> None:
+    summary = train_tiny_vlm(
+        tmp_path / "m",
+        steps=50,
+        windows=small_windows,
+        batch_size=4,
+        learning_rate=5e-3,
+        shape=SMALL,
+        threads=1,
+        log=None,
+    )
+    assert summary["final_loss"] < 0.5 * summary["first_loss"]
+
+
+def test_tokenizer_round_trips_and_keeps_special_tokens_whole() -> None:
+    prompt = dynamic_prompt()
+    sentence = "A cyclist is crossing the road close ahead."
+    tokenizer = build_tokenizer([prompt, sentence] * 4, vocab_size=300)
+    assert len(tokenizer) <= 300
+    for text in (prompt, sentence, "Ünïcode text never seen 123"):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    assert len(tokenizer(sentence, add_special_tokens=False)["input_ids"]) < len(sentence) // 2
+    for token in QWEN_SPECIAL_TOKENS:
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "hi"}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert rendered == qwen_chat_text(2, "hi")
+
+
+def test_prompt_is_the_dynamic_pathways_prompt() -> None:
+    """Trained on the text DynamicPathway sends: its default template, filled the way it fills it."""
+    assert PROMPT_VERSION == DEFAULT_PROMPT_VERSION
+    expected = load_prompt(DEFAULT_PROMPT_VERSION).render(num_frames=4, max_words=DEFAULT_MAX_WORDS)
+    assert dynamic_prompt(4) == expected and "{" not in expected
+
+
+def test_evaluation_scores_categories(trained: tuple[Path, dict], small_windows: VlmWindows) -> None:
+    folder, _ = trained
+    report = evaluate_tiny_vlm(folder, small_windows, max_new_tokens=12)
+    assert report["windows"] == int(small_windows.gated.sum()) == 6
+    assert 0.0 <= report["category_accuracy"] <= 1.0
+    assert sum(v["windows"] for v in report["per_category"].values()) == 6
+    assert set(report["per_category"]) <= set(RISK_CATEGORIES)
+    everything = evaluate_tiny_vlm(folder, small_windows, gated_only=False, max_new_tokens=12)
+    assert everything["windows"] == 8
+    with pytest.raises(ValueError, match="no gated windows"):
+        evaluate_tiny_vlm(folder, small_windows.subset(np.flatnonzero(~small_windows.gated)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"steps": 2, "minutes": 1.0}, "minutes, steps"),
+        ({"steps": 0}, "steps"),
+        ({"minutes": -1.0}, "minutes"),
+    ],
+)
+def test_bad_budget_is_named(kwargs: dict[str, float], field: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=field):
+        train_tiny_vlm(tmp_path, log=None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_shape_checks_name_the_field() -> None:
+    with pytest.raises(ValueError, match="frame_size"):
+        TinyVlmShape(frame_size=100)
+    with pytest.raises(ValueError, match="text_hidden"):
+        TinyVlmShape(text_hidden=48)
+
+
+# ---------------------------------------------------------------- the shipped model
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Qwen3VLModel:
+    if not (BUNDLED_DIR / "model.safetensors").is_file():
+        pytest.fail(f"the bundled tiny Qwen3-VL is missing from {BUNDLED_DIR}")
+    vlm = make_vlm("qwen3vl", str(BUNDLED_DIR), max_new_tokens=24)
+    assert isinstance(vlm, Qwen3VLModel)
+    return vlm
+
+
+def test_shipped_model_is_small_and_documented() -> None:
+    size = sum(p.stat().st_size for p in BUNDLED_DIR.iterdir() if p.is_file())
+    assert size < 10 * 2**20
+    card = (BUNDLED_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "python -m drivevlm.models.training.train_tiny_vlm" in card and "held-out" in card.lower()
+
+
+def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
+    windows = held_out_windows(3, seed=7, gated_fraction=1.0)
+    answers = [shipped.generate(windows.window(i), dynamic_prompt()) for i in range(len(windows))]
+    for answer in answers:
+        parsed = parse_goal(answer)
+        assert parsed.ok, answer
+        assert category_of_description(answer) != "none", answer
+    # At 4 frames of 224 px, the env's default size, the image processor brings frames to the trained size.
+    inputs = shipped.prepare(np.zeros((4, 224, 224, 3), np.uint8), dynamic_prompt())
+    assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]] * 4
+
+
+@pytest.mark.slow
+def test_shipped_model_meets_the_held_out_bar() -> None:
+    windows = held_out_windows(HELD_OUT_WINDOWS, seed=HELD_OUT_SEED)
+    report = evaluate_tiny_vlm(BUNDLED_DIR, windows)
+    assert report["windows"] >= 0.8 * HELD_OUT_WINDOWS
+    assert report["category_accuracy"] >= 0.85, report
+    assert report["parsable"] == 1.0
