@@ -1,0 +1,81 @@
+"""The bundled tiny detector: loads offline, COCO labels, finds a pedestrian and a car it is shown."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivevlm.data.boxes import front_boxes
+from drivevlm.env import DriveEnv
+from drivevlm.models.base import Detector, ModelNotFoundError
+from drivevlm.models.detectors.tiny import BUNDLED_DIR, CLASSES, TinyDetector
+from drivevlm.models.registry import make_detector
+from drivevlm.render import FrontCameraRenderer
+from drivevlm.sim.world import Actor, ActorKind, Pose
+
+
+@pytest.fixture(scope="module")
+def detector() -> TinyDetector:
+    model = make_detector("tiny", "bundled")
+    assert isinstance(model, TinyDetector)
+    return model
+
+
+def test_bundled_weights_are_small_and_documented() -> None:
+    assert (BUNDLED_DIR / "model.safetensors").stat().st_size < 5 * 2**20
+    assert json.loads((BUNDLED_DIR / "config.json").read_text())["classes"] == list(CLASSES)
+    assert "mAP@0.5" in (BUNDLED_DIR / "MODEL_CARD.md").read_text()
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("size", [160, 224])
+def test_finds_a_pedestrian_and_a_car_ahead(detector: TinyDetector, size: int) -> None:
+    assert isinstance(detector, Detector)
+    env = DriveEnv({"town": "irregular", "scenario": "car_following", "density": "empty"})
+    env.reset(seed=4)
+    state = env.world_state
+    env.close()
+    assert state is not None
+    pose = state.ego.pose
+    c, s = np.cos(pose.yaw), np.sin(pose.yaw)
+    actors = (
+        Actor(
+            "ped",
+            ActorKind.PEDESTRIAN,
+            Pose(pose.x + 10 * c + 1.5 * s, pose.y + 10 * s - 1.5 * c, pose.yaw + 1.5),
+            1.0,
+            0.5,
+            0.5,
+            1.8,
+        ),
+        Actor("car", ActorKind.CAR, Pose(pose.x + 20 * c, pose.y + 20 * s, pose.yaw), 5.0, 4.5, 1.9, 1.5),
+    )
+    scene = dataclasses.replace(state, actors=actors, traffic_lights=())
+    camera = FrontCameraRenderer(width=size, height=size)
+    image = camera.render(scene)
+    truth = {b.label: b.box for b in front_boxes(camera, scene)}
+    found = detector.detect(image)[0]
+    assert all(d.label in CLASSES and 0.0 <= d.score <= 1.0 for d in found)
+    for label in ("person", "car"):
+        assert any(d.label == label and _iou(d.box, truth[label]) >= 0.3 for d in found), (label, found)
+    empty = camera.render(dataclasses.replace(state, actors=(), traffic_lights=()))
+    assert not [d for d in detector.detect(empty)[0] if d.label == "person"]
+
+
+def test_bad_input_and_missing_model(detector: TinyDetector, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        detector.detect(np.zeros((1, 64, 64, 3), dtype=np.float64))
+    with pytest.raises(ModelNotFoundError, match="tiny_missing"):
+        TinyDetector(tmp_path / "tiny_missing")
+    with pytest.raises(ValueError, match="threshold"):
+        TinyDetector("bundled", threshold=2.0)

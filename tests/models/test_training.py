@@ -1,0 +1,101 @@
+"""Training and evaluation commands on a tiny generated data set (seconds), and the held-out bars (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivevlm.data.generate import generate_dataset
+from drivevlm.models.clip.aligned import AlignedClipEncoder
+from drivevlm.models.detectors.tiny import TinyDetector
+from drivevlm.models.training.common import roc_auc
+from drivevlm.models.training.evaluate import evaluate_models, train_models
+from drivevlm.models.training.train_detector import export_yolo
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "set"
+    generate_dataset(
+        root, 48, seed=7, scenarios=("pedestrian_crossing", "slow_cyclist"), size=64, max_episode_steps=16
+    )
+    return root
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=40).astype(float)
+    labels = rng.random(40) < 0.4
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in scores[labels] for n in scores[~labels]]
+    assert roc_auc(scores, labels) == pytest.approx(float(np.mean(pairs)))
+    assert math.isnan(roc_auc(scores, np.zeros(40, dtype=bool)))
+
+
+def test_train_then_evaluate_both_models(tiny_data: Path, tmp_path: Path) -> None:
+    logs: list[str] = []
+    summary = train_models(tiny_data, tmp_path, seed=1, clip_epochs=1, detector_epochs=1, log=logs.append)
+    assert summary["aligned_clip"]["train_images"] == 2 * 29
+    assert summary["tiny_detector"]["train_images"] == 29
+    assert any("epoch 1/1" in line for line in logs)
+    for name in ("aligned_clip", "tiny_detector"):
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["training"]["epochs"] == 1
+    AlignedClipEncoder(tmp_path / "aligned_clip")
+    assert TinyDetector(tmp_path / "tiny_detector").input_size == 64
+    report = evaluate_models(tiny_data, tmp_path)
+    json.dumps(report)
+    clip = report["aligned_clip"]
+    assert clip["frames"] == 19
+    for view in ("bev", "front"):
+        assert 0.0 <= clip[view]["retrieval_accuracy"] <= 1.0
+    det = report["tiny_detector"]
+    assert set(det["ap50"]) == {"person", "bicycle", "car", "motorcycle"}
+    assert 0.0 <= det["vru_recall_30m"] <= 1.0 and 0.0 <= det["precision"] <= 1.0
+
+
+def test_train_models_rejects_unknown_model(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="models"):
+        train_models(tiny_data, tmp_path, models=("resnet",))
+
+
+def test_export_yolo_writes_normalised_labels(tiny_data: Path, tmp_path: Path) -> None:
+    data_yaml = export_yolo(tiny_data, tmp_path / "yolo")
+    assert "names:" in data_yaml.read_text()
+    images = sorted((tmp_path / "yolo" / "images" / "train").glob("*.png"))
+    labels = sorted((tmp_path / "yolo" / "labels" / "val").glob("*.txt"))
+    assert len(images) == 29 and len(labels) == 19
+    rows = [line.split() for p in labels for line in p.read_text().splitlines()]
+    assert rows and all(0 <= int(r[0]) < 4 and all(0.0 <= float(v) <= 1.0 for v in r[1:]) for r in rows)
+
+
+@pytest.mark.yolo
+def test_yolo_trains_on_the_export(tiny_data: Path, tmp_path: Path) -> None:
+    ultralytics = pytest.importorskip("ultralytics")
+    data_yaml = export_yolo(tiny_data, tmp_path / "yolo")
+    model = ultralytics.YOLO("yolov8n.yaml")
+    model.train(
+        data=str(data_yaml),
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        workers=0,
+        plots=False,
+        project=str(tmp_path / "runs"),
+        device="cpu",
+        amp=False,
+    )
+    assert model.predict(np.zeros((64, 64, 3), dtype=np.uint8), verbose=False)
+
+
+@pytest.mark.slow
+def test_shipped_models_meet_the_bars_on_unseen_towns(tmp_path: Path) -> None:
+    data = tmp_path / "heldout"
+    generate_dataset(data, 1200, seed=11, towns=("tee", "irregular"), step_stride=2)
+    report = evaluate_models(data)
+    clip, det = report["aligned_clip"], report["tiny_detector"]
+    assert clip["bev"]["r_static_auc"] >= 0.9, clip
+    assert det["vru_recall_30m"] >= 0.9 and det["vru_precision"] >= 0.8, det
