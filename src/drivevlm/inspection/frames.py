@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivevlm.config import ConfigError, EnvConfig, build
+from drivevlm.env import DriveEnv
 from drivevlm.rewards.base import RewardRequest
+from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.scenarios import SCENARIOS, check_choice
+from drivevlm.train.annotator import RequestBuilder
 
 # Scenarios sampled by default: every vulnerable-road-user kind (so the gate opens) plus plain car following.
 DEFAULT_SAMPLE_SCENARIOS: tuple[str, ...] = (
@@ -65,10 +68,6 @@ def drive_episode(
     env_config: EnvConfig, max_steps: int, window_frames: int, seed: int
 ) -> Iterator[SteppedRequest]:
     """Drive one scripted episode (RouteFollower), yielding a request per step until it ends or max_steps."""
-    from drivevlm.env import DriveEnv
-    from drivevlm.scripted_policy import RouteFollower
-    from drivevlm.train.annotator import RequestBuilder
-
     if max_steps < 1:
         raise ConfigError(f"steps: must be >= 1, got {max_steps}")
     env = DriveEnv(env_config)

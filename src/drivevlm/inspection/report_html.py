@@ -19,7 +19,7 @@ _IMAGE_COLUMNS = ("detections_png", "front_png", "bev_rgb_png")
 _NOT_TERMS = frozenset({"step", "n_detections", "n_critical", "detections", "triggered", *_IMAGE_COLUMNS})
 # Signals worth seeing beside the terms in the plot.
 _PLOTTED_SIGNALS = ("speed_kmh", "center_offset_m", "nearest_vru_ahead_m")
-_PANEL_WIDTH, _PANEL_HEIGHT, _MARGIN = 720, 84, 46
+_PANEL_WIDTH, _PANEL_HEIGHT, _MARGIN = 720, 84, 62
 
 
 def term_columns(columns: Sequence[str]) -> list[str]:
@@ -38,6 +38,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _tick(value: float) -> str:
+    return "0" if abs(value) < 1e-9 else f"{value:.3g}"
 
 
 def svg_panel(name: str, steps: Sequence[int], values: Sequence[Any], shade: Sequence[bool] = ()) -> str:
@@ -78,8 +82,8 @@ def svg_panel(name: str, steps: Sequence[int], values: Sequence[Any], shade: Seq
     polyline = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
     parts.append(f'<polyline points="{polyline}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>')
     label = 'font-size="10" font-family="monospace" text-anchor="end"'
-    parts.append(f'<text x="{margin - 3}" y="{top + 8}" {label}>{high:.3g}</text>')
-    parts.append(f'<text x="{margin - 3}" y="{bottom}" {label}>{low:.3g}</text>')
+    parts.append(f'<text x="{margin - 3}" y="{top + 8}" {label}>{_tick(high)}</text>')
+    parts.append(f'<text x="{margin - 3}" y="{bottom}" {label}>{_tick(low)}</text>')
     parts.append(f'<text x="{margin}" y="{height - 2}" font-size="10" font-family="monospace">{first}</text>')
     parts.append(f'<text x="{width - 8}" y="{height - 2}" {label}>{last}</text>')
     parts.append("</svg>")
