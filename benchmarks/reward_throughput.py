@@ -3,7 +3,7 @@
 Peers measured in the same run:
 - static pathway batched vs the naive per-frame loop (one encode call per frame);
 - dual pathway with concurrent LVLM calls vs the same pathway with concurrency 1, against a local stand-in
-  chat server (tests/models/chat_server.py) that answers after a fixed delay.
+  chat server (tests/support/chat_server.py) that answers after a fixed delay.
 
 Models: a tiny randomly initialised transformers CLIP and RT-DETR built on the fly (no weights exist here), or
 real ones with --clip-model / --detector-model. `--json` prints one JSON object as the last line.
@@ -25,16 +25,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "models"))
 
 import numpy as np  # noqa: E402
-from chat_server import ChatServer, Reply  # noqa: E402
 
 from drivevlm.models.detectors.coco import COCO_CLASSES  # noqa: E402
 from drivevlm.models.lvlm.openai_server import OpenAIChatVLM  # noqa: E402
 from drivevlm.models.registry import make_detector, make_encoder  # noqa: E402
 from drivevlm.rewards.dynamic import AttentionGate, DynamicPathway  # noqa: E402
 from drivevlm.rewards.static import StaticPathway  # noqa: E402
+from support.chat_server import ChatServer, Reply  # noqa: E402
 
 
 def frames_per_second(run: object, n_frames: int, repeats: int) -> float:
@@ -64,7 +63,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from conftest import build_tiny_clip, build_tiny_rtdetr
+    from support.tiny_models import build_tiny_clip, build_tiny_rtdetr
 
     tmp = Path(tempfile.mkdtemp(prefix="reward-bench-"))
     clip_model = args.clip_model or str(build_tiny_clip(tmp / "clip"))

@@ -14,15 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-for _folder in ("models", "inspection"):
-    _path = str(Path(__file__).resolve().parents[1] / _folder)
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from chat_server import ChatServer, Reply  # noqa: E402
-from tiny_presets import GOAL, server_lvlm, tiny_preset, write_preset  # noqa: E402
-
-from drivevlm.cli import app, main  # noqa: E402
+from drivevlm.cli import app, main
+from support.chat_server import ChatServer, Reply
+from support.tiny_presets import GOAL, server_lvlm, tiny_preset, write_preset
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()

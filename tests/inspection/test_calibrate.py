@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chat_server import ChatServer, Reply
-from tiny_presets import GOAL, server_lvlm, tiny_preset
 
 from drivevlm.config import ConfigError
 from drivevlm.inspection.calibrate import load_preset, run_calibration, write_calibrated_config
 from drivevlm.rewards.config import reward_sections
+from support.chat_server import ChatServer, Reply
+from support.tiny_presets import GOAL, server_lvlm, tiny_preset
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DISTRIBUTION_KEYS = {"count", "mean", "std", "min", "p5", "p25", "p50", "p75", "p95", "max"}

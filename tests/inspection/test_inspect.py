@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chat_server import ChatServer, Reply
 from PIL import Image
-from tiny_presets import GOAL, server_lvlm, tiny_preset
 
 from drivevlm.config import ConfigError
 from drivevlm.inspection.inspect import run_inspection
 from drivevlm.inspection.report_html import svg_panel, term_columns
 from drivevlm.rewards.signals import SIGNAL_FIELDS
+from support.chat_server import ChatServer, Reply
+from support.tiny_presets import GOAL, server_lvlm, tiny_preset
 
 SEMANTIC_TERMS = {"r_static", "r_dynamic", "gate", "lvlm_fallback", "r_norm", "v_des", "f_speed", "f_center"}
 SEMANTIC_TERMS |= {"f_angle", "f_stability", "r_shaping"}

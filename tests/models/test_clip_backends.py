@@ -74,11 +74,11 @@ def test_long_text_is_truncated_not_an_error(encoder: TransformersClipEncoder) -
 @pytest.mark.vision
 def test_transformers_clip_with_the_real_clip_vocabulary(tmp_path: Path) -> None:
     """The real 49,408-token CLIP BPE (shipped by open_clip) drives the same backend code path."""
-    import conftest
+    from support.tiny_models import build_tiny_clip, open_clip_bpe_file
 
-    if conftest.open_clip_bpe_file() is None:
+    if open_clip_bpe_file() is None:
         pytest.skip("open_clip (which ships the CLIP BPE vocabulary) is not installed")
-    folder = conftest.build_tiny_clip(tmp_path / "clip-real-vocab", real_vocabulary=True)
+    folder = build_tiny_clip(tmp_path / "clip-real-vocab", real_vocabulary=True)
     encoder = TransformersClipEncoder(folder)
     assert len(encoder.tokenizer) == 49408
     assert encoder.tokenizer.tokenize("a photo of a cat") == [

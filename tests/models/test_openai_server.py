@@ -1,4 +1,4 @@
-"""The OpenAI-compatible chat client against a real HTTP server on 127.0.0.1 (tests/models/chat_server.py)."""
+"""The OpenAI-compatible chat client against a real HTTP server on 127.0.0.1 (tests/support)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from chat_server import ChatServer, Reply, unused_port
 from PIL import Image
 
 from drivevlm.models.base import VisionLanguageModel
@@ -19,6 +18,7 @@ from drivevlm.models.lvlm.openai_server import (
     answer_text,
     encode_png_data_url,
 )
+from support.chat_server import ChatServer, Reply, unused_port
 
 
 def frames(n: int = 3, seed: int = 0) -> list[np.ndarray]:

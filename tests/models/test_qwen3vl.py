@@ -61,9 +61,9 @@ def test_checkpoint_chat_template_matches_builtin_format(vlm: Qwen3VLModel) -> N
 
 
 def test_builtin_format_when_checkpoint_has_no_template(tmp_path: Path) -> None:
-    import conftest
+    from support.tiny_models import build_tiny_qwen3vl
 
-    folder = conftest.build_tiny_qwen3vl(tmp_path / "no-template", chat_template=False)
+    folder = build_tiny_qwen3vl(tmp_path / "no-template", chat_template=False)
     model = Qwen3VLModel(folder, max_new_tokens=4)
     assert model.chat_template is None
     assert model.render_chat(2, "hi") == qwen_chat_text(2, "hi")

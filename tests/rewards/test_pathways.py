@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-from chat_server import ChatServer, Reply, unused_port
 from fakes import PixelEncoder, SceneDetector, frame
 
 from drivevlm.models.lvlm.openai_server import OpenAIChatVLM
@@ -23,6 +22,7 @@ from drivevlm.rewards.static import (
     StaticPathway,
     contrast_score,
 )
+from support.chat_server import ChatServer, Reply, unused_port
 
 GOAL = "A pedestrian is crossing the road ahead"
 TEXTS = {

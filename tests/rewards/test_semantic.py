@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chat_server import ChatServer, Reply
 from fakes import PixelEncoder, SceneDetector, frame
 from test_pathways import GOAL, TEXTS
 
@@ -17,6 +16,7 @@ from drivevlm.rewards.base import RewardFunction, RewardRequest, VehicleSignals
 from drivevlm.rewards.build import InjectedModels, build_reward
 from drivevlm.rewards.config import ModelsConfig, RewardConfig
 from drivevlm.rewards.semantic import SemanticReward, calibrate
+from support.chat_server import ChatServer, Reply
 
 SIGNALS = VehicleSignals(
     speed_kmh=20.0,

@@ -1,0 +1,1 @@
+"""Test support shared across test folders and benchmarks (tests/ is on pytest's pythonpath)."""
