@@ -91,7 +91,7 @@ def test_tokenizer_round_trips_and_keeps_special_tokens_whole() -> None:
     for text in (prompt, sentence, "Ünïcode text never seen 123"):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
-    assert len(tokenizer(sentence, add_special_tokens=False)["input_ids"]) < len(sentence) // 2
+    assert len(tokenizer(sentence, add_special_tokens=False)["input_ids"]) < 0.75 * len(sentence)
     for token in QWEN_SPECIAL_TOKENS:
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1
     rendered = tokenizer.apply_chat_template(

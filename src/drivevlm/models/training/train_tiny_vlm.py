@@ -264,6 +264,10 @@ def _save_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     old: Path | None = None
     try:
         write(temp)
+        # mkdtemp makes a private folder; a shipped model must be readable like any package file.
+        temp.chmod(0o755)
+        for path in temp.iterdir():
+            path.chmod(0o644)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
             out_dir.replace(old / "model")
