@@ -87,8 +87,8 @@ def iter_front_windows(
     """Windows of K+1 consecutive front frames of one episode, oldest first, with the last frame's record.
 
     Consecutive means stored steps `step_gap` apart (default: the data set's step stride). Windows
-    overlap (one per stored frame that has K predecessors); they never cross episodes or shards' ends
-    in a way that would skip a step.
+    overlap (one per stored frame that has K predecessors), may span shard boundaries, and never span
+    two episodes or a missing step.
     """
     if not isinstance(k, int) or k < 0:
         raise ValueError(f"k: must be a non-negative integer, got {k!r}")
