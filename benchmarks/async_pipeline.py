@@ -119,7 +119,12 @@ def run(mode: str, gate_rate: float, url: str, args: argparse.Namespace) -> dict
             "log_interval": args.steps,
             "checkpoint_interval": 10 * args.steps,
             "checkpoint_replay_buffer": False,
-            "sac": {"learning_starts": args.learning_starts, "buffer_size": 20_000},
+            "sac": {
+                "learning_starts": args.learning_starts,
+                "buffer_size": 20_000,
+                "batch_size": args.batch_size,
+                "gradient_steps": args.gradient_steps,
+            },
         },
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -140,6 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--learning-starts", type=int, default=500)
+    # VLM-RL's 256 / 64 make a CPU run take hours; smaller defaults keep the bench minutes long.
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--gradient-steps", type=int, default=8)
     parser.add_argument("--lvlm-latency", type=float, default=1.0)
     parser.add_argument("--gate-rate", type=float, default=0.1)
     parser.add_argument("--env", choices=["toy", "drivevlm"], default="toy")
@@ -157,6 +165,8 @@ def main() -> None:
         server.shutdown()
     result = {
         "steps": args.steps,
+        "batch_size": args.batch_size,
+        "gradient_steps_per_64": args.gradient_steps,
         "env": args.env,
         "lvlm_latency_s": args.lvlm_latency,
         "gate_rate": args.gate_rate,
