@@ -263,8 +263,14 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         if key not in self._bits:
             return stored
         shape = self.obs_shape[key]
+        # In place: the unpacked batch is the largest array of a sample; one pass, no temporary.
         bits = np.unpackbits(stored, axis=-1, count=int(np.prod(shape)))
-        return (bits * np.uint8(255)).reshape((stored.shape[0], *shape))
+        np.multiply(bits, np.uint8(255), out=bits)
+        return bits.reshape((stored.shape[0], *shape))
+
+    def _tensor(self, array: np.ndarray) -> th.Tensor:
+        """Without SB3's `th.tensor` copy: the gathered batch is already a fresh array."""
+        return th.as_tensor(np.ascontiguousarray(array), device=self.device)
 
     def stage_requests(self, requests: Sequence[RewardRequest]) -> None:
         """Requests (with frames) for the next `add`, one per env."""
@@ -364,22 +370,26 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
 
     def _gather(self, rows: np.ndarray, envs: np.ndarray) -> DictReplayBufferSamples:
         following = (rows + 1) % self.buffer_size
+        # Only episode-end transitions (dones) have a separate terminal next observation.
+        ends = []
+        for i in np.flatnonzero(self.dones[rows, envs]).tolist():
+            terminal = self.terminal_next.get((int(rows[i]), int(envs[i])))
+            if terminal is not None:
+                ends.append((i, terminal))
         obs, next_obs = {}, {}
         for key, stored in self.observations.items():
-            nxt = stored[following, envs].copy()
-            for i, (row, env) in enumerate(zip(rows.tolist(), envs.tolist(), strict=True)):
-                terminal = self.terminal_next.get((row, env))
-                if terminal is not None:
-                    nxt[i] = terminal[key]
-            obs[key] = self.to_torch(self._unpack(key, stored[rows, envs]))
-            next_obs[key] = self.to_torch(self._unpack(key, nxt))
+            nxt = stored[following, envs]
+            for i, terminal in ends:
+                nxt[i] = terminal[key]
+            obs[key] = self._tensor(self._unpack(key, stored[rows, envs]))
+            next_obs[key] = self._tensor(self._unpack(key, nxt))
         dones = self.dones[rows, envs] * (1.0 - self.timeouts[rows, envs])
         return DictReplayBufferSamples(
             observations=obs,
-            actions=self.to_torch(self.actions[rows, envs]),
+            actions=self._tensor(self.actions[rows, envs]),
             next_observations=next_obs,
-            dones=self.to_torch(dones.reshape(-1, 1)),
-            rewards=self.to_torch(self.rewards[rows, envs].reshape(-1, 1)),
+            dones=self._tensor(dones.reshape(-1, 1)),
+            rewards=self._tensor(self.rewards[rows, envs].reshape(-1, 1)),
         )
 
     def transitions(self, ids: Sequence[int]) -> DictReplayBufferSamples:
