@@ -7,9 +7,10 @@ from rewards_for_tests import SignalsReward
 from toy_env import ToyDriveEnv
 
 from drivevlm.rewards.base import RewardRequest
-from drivevlm.train.annotator import Annotator, RequestBuilder
+from drivevlm.train.annotator import Annotator
 from drivevlm.train.buffer import PendingRewards, PendingTransition
 from drivevlm.train.config import AnnotatorConfig
+from drivevlm.train.windows import RequestBuilder
 
 
 def _requests(n: int) -> list[RewardRequest]:

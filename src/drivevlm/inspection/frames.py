@@ -16,7 +16,7 @@ from drivevlm.env import DriveEnv
 from drivevlm.rewards.base import RewardRequest
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.scenarios import SCENARIOS, check_choice
-from drivevlm.train.annotator import RequestBuilder
+from drivevlm.train.windows import RequestBuilder
 
 # Scenarios sampled by default: every vulnerable-road-user kind (so the gate opens) plus plain car following.
 DEFAULT_SAMPLE_SCENARIOS: tuple[str, ...] = (

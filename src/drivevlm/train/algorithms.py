@@ -26,13 +26,14 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from drivevlm.rewards.base import RewardTerms
-from drivevlm.train.annotator import Annotator, RequestBuilder
+from drivevlm.train.annotator import Annotator
 from drivevlm.train.buffer import (
     AnnotatorStalledError,
     PendingRewardReplayBuffer,
     PendingRewards,
     PendingTransition,
 )
+from drivevlm.train.windows import RequestBuilder
 
 
 def quadratic_schedule(initial: float, final: float) -> Callable[[float], float]:

@@ -32,12 +32,13 @@ from drivevlm.config import ConfigError, EnvConfig, build
 from drivevlm.rewards.base import RewardFunction
 from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
-from drivevlm.train.annotator import Annotator, RequestBuilder
+from drivevlm.train.annotator import Annotator
 from drivevlm.train.buffer import PendingRewardReplayBuffer, PendingRewards
 from drivevlm.train.checkpoint import write_atomic
 from drivevlm.train.config import TrainConfig, train_section
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.vec import RestartingSubprocVecEnv
+from drivevlm.train.windows import RequestBuilder
 
 EnvFactory = Callable[[int], gym.Env]
 ProgressHook = Callable[[dict[str, Any]], None]
