@@ -1,0 +1,156 @@
+"""Reading a training run folder (config.yaml, checkpoints/) and turning it, or an exported policy file,
+into something that drives: `load_driver(run_dir, policy_file)` -> `Driver`.
+
+Only the policy network is restored from a checkpoint (not the replay buffer nor the optimisers), so
+evaluating a run costs the size of the network, not of the 100k-transition buffer SB3's `.load` builds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest.json"
+
+
+class RunError(ConfigError):
+    """A run folder or policy file that cannot be evaluated; the message names the path and the problem."""
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved preset the trainer wrote to `run_dir/config.yaml`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run_dir: {run_dir} is not a folder")
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise RunError(f"run_dir: {run_dir} has no config.yaml (not a training run folder)")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def env_config_from(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> EnvConfig:
+    """The `env:` section of a preset, with `env.key=value` overrides applied."""
+    env = dict(data.get("env") or {})
+    for text in overrides:
+        if not text.startswith("env."):
+            raise ConfigError(f"override {text!r}: only env.* values can be changed for evaluation")
+    wrapped = apply_overrides({"env": env}, list(overrides))
+    return build(EnvConfig, wrapped["env"], "env")  # type: ignore[no-any-return]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The folder of the run's latest complete checkpoint (named by checkpoints/latest.json)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    pointer = folder / LATEST
+    if not pointer.is_file():
+        raise RunError(f"run_dir: {run_dir} has no checkpoint ({pointer} is missing); train it first")
+    try:
+        name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{pointer}: unreadable checkpoint pointer ({err!r})") from err
+    model = folder / str(name) / "model.zip"
+    if not model.is_file():
+        raise RunError(f"run_dir: checkpoint {name} named in {pointer} has no model.zip")
+    return model.parent
+
+
+def load_policy_model(run_dir: str | Path, device: str = "cpu") -> Any:
+    """The SB3 policy (SAC or PPO MultiInputPolicy) of the run's latest checkpoint, in eval mode."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    path = latest_checkpoint(run_dir) / "model.zip"
+    data, params, _ = load_from_zip_file(path, device=device)
+    if data is None or "policy_class" not in data or "policy" not in params:
+        raise RunError(f"{path}: not an SB3 model file (no policy class or weights)")
+    kwargs = {k: v for k, v in (data.get("policy_kwargs") or {}).items() if k != "device"}
+    policy = data["policy_class"](
+        data["observation_space"], data["action_space"], lambda _progress: 0.0, **kwargs
+    )
+    policy.load_state_dict(params["policy"])
+    policy.to(device)
+    policy.set_training_mode(False)
+    return policy
+
+
+@dataclass
+class Driver:
+    """What drives: deterministic `act(obs) -> [steer, throttle]`, and the env config to drive it in."""
+
+    act: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+    env_config: EnvConfig
+    source: str
+    # The SB3 policy when loaded from a checkpoint (export needs it); None for an exported policy file.
+    policy: Any = None
+
+
+def _sb3_driver(policy: Any) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        action, _ = policy.predict(dict(obs), deterministic=True)
+        return np.asarray(action, dtype=np.float32).reshape(-1)
+
+    return act
+
+
+def load_exported_policy(path: str | Path) -> Any:
+    """An exported policy file: ONNX through the numpy+onnxruntime runtime, TorchScript (.pt) with torch."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"policy: file not found: {path}")
+    try:
+        if path.suffix == ".pt":
+            from drivevlm.deploy.export import load_torchscript_policy
+
+            return load_torchscript_policy(path)
+        from drivevlm.deploy.runtime import load_policy
+
+        return load_policy(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise RunError(f"policy {path}: {err}") from err
+
+
+def check_policy_matches(policy: Any, env_config: EnvConfig) -> None:
+    """Refuse a policy file whose observation spec differs from what `env_config` renders."""
+    from drivevlm.deploy.runtime import ObservationSpecError
+    from drivevlm.env import DriveEnv
+
+    env = DriveEnv(env_config)
+    try:
+        policy.spec.check_space(env.observation_space)
+        policy.spec.check_environment(env.mask_channels, env_config.route_waypoints)
+    except ObservationSpecError as err:
+        raise RunError(f"policy {policy.path}: does not match the environment: {err}") from err
+    finally:
+        env.close()
+
+
+def load_driver(
+    run_dir: str | Path | None = None,
+    policy_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "cpu",
+) -> Driver:
+    """A run's latest checkpoint, or an exported policy file (driven in the run's env, else the default)."""
+    if run_dir is None and policy_file is None:
+        raise RunError("give a run folder or --policy FILE")
+    data = load_run_config(run_dir) if run_dir is not None else {}
+    env_config = env_config_from(data, overrides)
+    if policy_file is not None:
+        policy = load_exported_policy(policy_file)
+        check_policy_matches(policy, env_config)
+        return Driver(policy.act, env_config, str(policy_file))
+    assert run_dir is not None
+    sb3_policy = load_policy_model(run_dir, device)
+    source = str(latest_checkpoint(run_dir))
+    return Driver(_sb3_driver(sb3_policy), env_config, source, sb3_policy)

@@ -1,0 +1,129 @@
+"""Named evaluation suites (paper-spec §5): which episodes a trained policy is tested on.
+
+A suite is a fixed list of episodes (town, scenario, density, evaluation route, seed), so two policies
+evaluated on the same suite drive exactly the same routes with the same traffic seeds.
+
+- `unseen_routes`: the training town, its fixed evaluation routes, regular traffic (Table 2).
+- `density_empty` / `density_regular` / `density_dense`: the same routes at 0 / 20 / 40 vehicles.
+- `unseen_towns`: towns never seen in training (embedded: tee, irregular; CARLA: Town01/03/04/05).
+- `scenario_<name>`: one suite per scripted safety-critical scenario, staged on its evaluation routes.
+
+Every suite drives with the training-only terminations off (`EnvConfig.training=False`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivevlm.sim.scenarios import CARLA_TOWNS, SCENARIOS, TOWNS, TRAINING_TOWN, Density
+
+DEFAULT_EPISODES = 10
+# The embedded backend has this many fixed evaluation routes per (town, scenario) (sim/sumo/backend.py).
+SUMO_EVAL_ROUTES = 10
+# CARLA's fixed evaluation routes per town, as in sim/carla/towns.py EVAL_ROUTES (the paper's 10 Town02
+# routes). Repeated here because importing the CARLA package needs the CARLA client installed.
+CARLA_EVAL_ROUTES: dict[str, int] = {"Town02": 10}
+CARLA_TRAINING_TOWN = "Town02"
+CARLA_UNSEEN_TOWNS: tuple[str, ...] = tuple(t for t in CARLA_TOWNS if t != CARLA_TRAINING_TOWN)
+SUMO_UNSEEN_TOWNS: tuple[str, ...] = tuple(name for name, town in TOWNS.items() if town.unseen)
+
+SCRIPTED_SCENARIOS: tuple[str, ...] = tuple(name for name in SCENARIOS if name != "random")
+SUITE_NAMES: tuple[str, ...] = (
+    "unseen_routes",
+    *(f"density_{d.value}" for d in Density),
+    "unseen_towns",
+    *(f"scenario_{name}" for name in SCRIPTED_SCENARIOS),
+)
+
+
+class SuiteError(ValueError):
+    """An unknown suite or an invalid suite parameter; the message names it and the allowed values."""
+
+
+@dataclass(frozen=True)
+class SuiteEpisode:
+    town: str
+    scenario: str
+    density: str
+    # A fixed evaluation route of the town; None where the backend has none (a seeded random route).
+    route_index: int | None
+    seed: int
+
+    def reset_options(self) -> dict[str, object]:
+        options: dict[str, object] = {"town": self.town, "scenario": self.scenario, "density": self.density}
+        if self.route_index is not None:
+            options["route_index"] = self.route_index
+        return options
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "town": self.town,
+            "scenario": self.scenario,
+            "density": self.density,
+            "route_index": self.route_index,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    simulator: str
+    episodes: tuple[SuiteEpisode, ...]
+
+
+def _eval_routes(simulator: str, town: str) -> int:
+    if simulator == "sumo":
+        return SUMO_EVAL_ROUTES
+    return CARLA_EVAL_ROUTES.get(town, 0)
+
+
+def _episodes(
+    simulator: str, towns: tuple[str, ...], scenario: str, density: str, count: int
+) -> tuple[SuiteEpisode, ...]:
+    """`count` episodes cycling over the towns, then over each town's evaluation routes."""
+    out = []
+    for i in range(count):
+        town = towns[i % len(towns)]
+        routes = _eval_routes(simulator, town)
+        route = (i // len(towns)) % routes if routes else None
+        out.append(SuiteEpisode(town, scenario, density, route, seed=i))
+    return tuple(out)
+
+
+def _training_town(simulator: str, training_town: str | None) -> str:
+    if training_town is not None:
+        return training_town
+    return CARLA_TRAINING_TOWN if simulator == "carla" else TRAINING_TOWN
+
+
+def get_suite(
+    name: str, simulator: str = "sumo", episodes: int = DEFAULT_EPISODES, training_town: str | None = None
+) -> Suite:
+    """Suite `name` with `episodes` episodes for `simulator`; `training_town` defaults to grid / Town02."""
+    if name not in SUITE_NAMES:
+        raise SuiteError(f"suite: unknown value {name!r}; allowed: {', '.join(SUITE_NAMES)}")
+    if simulator not in ("sumo", "carla"):
+        raise SuiteError(f"simulator: unknown value {simulator!r}; allowed: carla, sumo")
+    if episodes < 1:
+        raise SuiteError(f"episodes: must be >= 1, got {episodes}")
+    town = _training_town(simulator, training_town)
+    regular = Density.REGULAR.value
+    if name == "unseen_routes":
+        eps = _episodes(simulator, (town,), "random", regular, episodes)
+        text = f"unseen evaluation routes in the training town {town}, regular traffic"
+    elif name.startswith("density_"):
+        density = name.removeprefix("density_")
+        eps = _episodes(simulator, (town,), "random", density, episodes)
+        text = f"evaluation routes in {town} with {density} traffic ({Density(density).vehicles} vehicles)"
+    elif name == "unseen_towns":
+        towns = CARLA_UNSEEN_TOWNS if simulator == "carla" else SUMO_UNSEEN_TOWNS
+        eps = _episodes(simulator, towns, "random", regular, episodes)
+        text = f"zero-shot cross-town generalisation: {', '.join(towns)}"
+    else:
+        scenario = name.removeprefix("scenario_")
+        staged = SCENARIOS[scenario].default_town or town
+        eps = _episodes(simulator, (staged,), scenario, regular, episodes)
+        text = f"{SCENARIOS[scenario].description} (town {staged})"
+    return Suite(name, text, simulator, eps)
