@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from drivevlm.config import ConfigError, Section, build
 
@@ -82,7 +82,8 @@ class AnnotatorConfig(Section):
 
 
 class TrainConfig(Section):
-    algorithm: Literal["sac", "ppo"] = "sac"
+    # The presets in configs/ spell it `algo`.
+    algorithm: Literal["sac", "ppo"] = Field("sac", validation_alias=AliasChoices("algorithm", "algo"))
     # async: a reward thread annotates while the agent collects; sync: collect a chunk, annotate, learn.
     mode: Literal["async", "sync"] = "async"
     total_timesteps: int = Field(1_000_000, ge=1)
