@@ -68,9 +68,12 @@ def run_episode(
     episode: SuiteEpisode,
     no_progress_steps: int = NO_PROGRESS_STEPS,
     on_step: StepHook | None = None,
+    on_reset: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
 ) -> EpisodeLog:
     """One episode of `env` (a DriveEnv) under `act`, with the evaluation-only no-progress rule."""
     obs, info = env.reset(seed=episode.seed, options=episode.reset_options())
+    if on_reset is not None:
+        on_reset(obs, info)
     first_waypoint_m = float(env.config.waypoint_spacing_m)
     route_length = float(info.get("route_length_m", 0.0))
     recorder = EpisodeRecorder()
