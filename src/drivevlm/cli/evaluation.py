@@ -1,0 +1,211 @@
+"""`drivevlm evaluate | benchmark | report | export | drive`: test trained policies, run the paper's
+experiments, write reports, ship a VLM-free policy.
+
+Bad input (a run folder without a checkpoint, an unknown suite or method, a policy file whose observation
+spec does not fit the env) ends the command with one `error: ...` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from drivevlm.cli.common import JsonFlag, emit
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set env.density=dense.")
+]
+PolicyOption = Annotated[
+    Path | None, typer.Option("--policy", help="An exported policy file (.onnx, or .pt for TorchScript).")
+]
+
+
+def _clean_errors(command: F) -> F:
+    """Turn the errors bad input raises into one line on stderr and exit status 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from drivevlm.deploy.runtime import ObservationSpecError
+        from drivevlm.models.base import ModelNotFoundError
+
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileNotFoundError, ModelNotFoundError, ObservationSpecError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_metrics(result: dict[str, Any]) -> None:
+    metrics = result["metrics"]
+    typer.echo(f"suite {result['suite']}: {result['description']} ({result['episodes']} episodes)")
+    typer.echo(f"policy {result['policy']}")
+    columns = ("AS", "RC", "TD", "CS", "SR", "AC", "DS", "IPK")
+    typer.echo(" | ".join(f"{c:>7}" for c in columns))
+    typer.echo(" | ".join(f"{metrics[c]:7.3f}" for c in columns))
+    for row in result["per_episode"]:
+        typer.echo(
+            f"  {row['town']:>9} {row['scenario']:>20} route {row['route_index']!s:>4} seed {row['seed']:<3} "
+            f"{row['steps']:5d} steps {row['distance_m']:7.1f} m RC {row['route_completion']:.2f} "
+            f"collisions {row['collisions']} {row['reason']}"
+        )
+    typer.echo(f"written: {result['path']}")
+
+
+@_clean_errors
+def evaluate(
+    run_dir: Annotated[Path | None, typer.Argument(help="A training run folder.")] = None,
+    suite: Annotated[str, typer.Option(help="Evaluation suite, e.g. unseen_routes, density_dense.")] = (
+        "unseen_routes"
+    ),
+    episodes: Annotated[int, typer.Option(help="Episodes to drive.")] = 10,
+    policy: PolicyOption = None,
+    overrides: SetOption = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Step limit per episode (default: the run's).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/eval).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drive a trained policy deterministically through a suite; print and write the testing metrics."""
+    from drivevlm.eval.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, suite, episodes, policy, overrides or [], max_steps, out)
+    _print_metrics(result)
+    if as_json:
+        compact = {k: v for k, v in result.items() if k != "per_episode"}
+        typer.echo(json.dumps(compact, default=float))
+
+
+@_clean_errors
+def benchmark(
+    methods: Annotated[str, typer.Option(help="Comma-separated presets (configs/<name>.yaml).")] = (
+        "drivevlm_rl,vlm_rl,chen_sac,tirl_sac"
+    ),
+    seeds: int = 3,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 100_000,
+    suite: str = "unseen_routes",
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes per run.")] = 10,
+    out: Annotated[Path, typer.Option(help="Benchmark folder.")] = Path("out/benchmark"),
+    jobs: Annotated[int, typer.Option(help="Runs in parallel (one process each).")] = 1,
+    overrides: SetOption = None,
+    experiment: Annotated[
+        str, typer.Option(help="main (Tables 1-2) or no_collision_penalty (Tables 3-4).")
+    ] = "main",
+    configs: Annotated[Path | None, typer.Option(help="Folder of preset YAMLs (default: configs/).")] = None,
+    eval_max_steps: Annotated[int | None, typer.Option(help="Step limit per evaluation episode.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train and evaluate every method x seed (resumable), then write the paper's tables and curves."""
+    from drivevlm.eval.experiments import run_benchmark
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    result = run_benchmark(
+        out, names, seeds, steps, suite, episodes, overrides or [], experiment, jobs, configs, eval_max_steps,
+        progress=typer.echo,
+    )  # fmt: skip
+    for path in result.tables.values():
+        if path.endswith(".md"):
+            typer.echo(Path(path).read_text(encoding="utf-8"))
+    typer.echo(f"curves: {result.curves}")
+    typer.echo(f"benchmark folder: {out} ({result.seconds:.1f} s)")
+    if result.failed:
+        typer.echo(f"error: runs failed: {', '.join(result.failed)} (see job.log in each)", err=True)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "tables": result.tables, "curves": result.curves,
+                               "failed": result.failed, "seconds": result.seconds}))  # fmt: skip
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@_clean_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Policy file (default RUN_DIR/policy.onnx|.pt).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the run's latest policy as a VLM-free ONNX/TorchScript file plus its observation spec."""
+    from drivevlm.deploy.export import FORMATS, export_policy
+    from drivevlm.env import DriveEnv
+    from drivevlm.eval.runs import load_driver
+
+    if format not in FORMATS:
+        raise ValueError(f"format: unknown value {format!r}; allowed: {', '.join(FORMATS)}")
+    driver = load_driver(run_dir)
+    path = out or run_dir / ("policy.onnx" if format == "onnx" else "policy.pt")
+    env = DriveEnv(driver.env_config)
+    try:
+        written = export_policy(
+            driver.policy,
+            driver.policy.observation_space,
+            path,
+            format,
+            mask_channels=env.mask_channels,
+            waypoint_count=driver.env_config.route_waypoints,
+        )
+    finally:
+        env.close()
+    emit({"policy": str(written), "format": format, "checkpoint": driver.source}, as_json)
+
+
+@_clean_errors
+def drive(
+    run_dir: Annotated[Path | None, typer.Argument(help="A training run folder.")] = None,
+    policy: PolicyOption = None,
+    scenario: Annotated[str, typer.Option(help="Scripted scenario, e.g. pedestrian_crossing.")] = "random",
+    town: Annotated[str | None, typer.Option(help="Town (default: the scenario's, else the run's).")] = None,
+    density: str = "regular",
+    route: Annotated[int | None, typer.Option(help="Evaluation route index (default 0).")] = 0,
+    seed: int = 0,
+    steps: Annotated[int | None, typer.Option(help="Step limit (default: the run's episode limit).")] = None,
+    video: Annotated[Path, typer.Option(help="Output video (.mp4).")] = Path("out/drive.mp4"),
+    overrides: SetOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drive one episode and write a video: front camera | BEV with speed, action and reward terms."""
+    from drivevlm.eval.runs import load_driver
+    from drivevlm.eval.suites import SuiteEpisode
+    from drivevlm.eval.video import drive_video
+    from drivevlm.sim.scenarios import SCENARIOS, check_choice
+
+    check_choice("scenario", scenario, SCENARIOS)
+    driver = load_driver(run_dir, policy, overrides or [])
+    chosen_town = town or SCENARIOS[scenario].default_town or driver.env_config.town
+    episode = SuiteEpisode(chosen_town, scenario, density, route, seed)
+    result = drive_video(driver.act, driver.env_config, episode, video, steps)
+    if result.fallback_reason:
+        typer.echo(f"note: {result.fallback_reason}; wrote an animated GIF instead: {result.video}")
+    emit({"video": str(result.video), "frames": result.frames, **result.episode}, as_json)
+
+
+@_clean_errors
+def report(
+    folder: Annotated[Path, typer.Argument(help="A run folder or a benchmark folder.")],
+    videos: Annotated[int, typer.Option(help="Episode videos to record when the folder has none.")] = 2,
+    video_steps: Annotated[int, typer.Option(help="Step limit of each recorded video.")] = 300,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default FOLDER/report.html).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write one HTML page: the metrics tables, the training curves and a few episode videos."""
+    from drivevlm.eval.experiments import write_report
+
+    written = write_report(folder, out, videos, video_steps)
+    emit({"report": str(written["path"]), "tables": written["tables"], "videos": written["videos"]}, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation commands to the top-level app."""
+    app.command("evaluate")(evaluate)
+    app.command("benchmark")(benchmark)
+    app.command("export")(export)
+    app.command("drive")(drive)
+    app.command("report")(report)
