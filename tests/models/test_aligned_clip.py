@@ -11,7 +11,7 @@ import pytest
 
 from drivevlm.env import DriveEnv
 from drivevlm.models.base import ImageTextEncoder, ModelNotFoundError
-from drivevlm.models.clip.aligned import BUNDLED_DIR, AlignedClipEncoder
+from drivevlm.models.clip.aligned import BUNDLED_DIR, AlignedClipEncoder, MiniLMTextEncoder
 from drivevlm.models.registry import make_encoder
 from drivevlm.render import BevRgbRenderer, FrontCameraRenderer
 from drivevlm.sim.world import Actor, ActorKind, Pose
@@ -50,6 +50,13 @@ def test_encodes_images_and_texts_into_one_normalised_space(encoder: AlignedClip
     assert text_emb[0] @ text_emb[2] > text_emb[0] @ text_emb[1]
     # Other sizes are resized inside the encoder.
     assert encoder.encode_images(images[0][:96, :96]).shape == (1, 384)
+
+
+def test_text_cache_smaller_than_a_call_still_answers_in_full(encoder: AlignedClipEncoder) -> None:
+    texts = [f"A pedestrian is {d} m ahead." for d in range(5)]
+    small = MiniLMTextEncoder(cache_size=2)
+    np.testing.assert_allclose(small.encode(texts), encoder.encode_texts(texts), atol=1e-5)
+    assert len(small._cache) == 2
 
 
 def test_bad_input_and_missing_model_say_what_is_wrong(encoder: AlignedClipEncoder, tmp_path: Path) -> None:

@@ -48,7 +48,13 @@ def text_model_dir() -> Path:
 class MiniLMTextEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised), with a small cache of recent texts."""
 
-    def __init__(self, folder: str | Path | None = None, device: str = "cpu", max_length: int = 128) -> None:
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        device: str = "cpu",
+        max_length: int = 128,
+        cache_size: int = _TEXT_CACHE_SIZE,
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(folder) if folder is not None else text_model_dir()
@@ -58,6 +64,7 @@ class MiniLMTextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModel.from_pretrained(str(path)).to(self.device).eval()
         self.max_length = max_length
+        self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @torch.inference_mode()
@@ -84,15 +91,17 @@ class MiniLMTextEncoder:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ValueError(f"texts[{i}]: expected a string, got {type(text).__name__}")
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for text, vector in zip(missing, self._embed(missing), strict=True):
-                self._cache[text] = vector
-                if len(self._cache) > _TEXT_CACHE_SIZE:
-                    self._cache.popitem(last=False)
         if not texts:
             return np.zeros((0, TEXT_DIM), np.float32)
-        return np.stack([self._cache[t] for t in texts]).astype(np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        found = {t: self._cache[t] for t in texts if t in self._cache}
+        found.update(zip(missing, self._embed(missing), strict=True) if missing else ())
+        # The cache keeps the most recent texts only; a call larger than it is still answered in full.
+        for text in missing:
+            self._cache[text] = found[text]
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts]).astype(np.float32)
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
