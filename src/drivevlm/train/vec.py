@@ -41,6 +41,8 @@ class RestartingSubprocVecEnv(SubprocVecEnv):
         self.restarts = 0
         self._last_obs: list[Any] = [None] * self.num_envs
         self._last_info: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        # Workers found dead while sending them a step (they died between steps).
+        self._dead: set[int] = set()
 
     def _restart(self, index: int) -> tuple[Any, dict[str, Any]]:
         self.restarts += 1
@@ -68,12 +70,23 @@ class RestartingSubprocVecEnv(SubprocVecEnv):
             self._last_obs[index] = _index_obs(obs, index)
         return obs
 
+    def step_async(self, actions: np.ndarray) -> None:
+        for index, (remote, action) in enumerate(zip(self.remotes, actions, strict=True)):
+            try:
+                remote.send(("step", action))
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                self._dead.add(index)
+        self.waiting = True
+
     def step_wait(self) -> VecEnvStepReturn:
         results = []
         for index, remote in enumerate(self.remotes):
             try:
+                if index in self._dead:
+                    raise EOFError(f"worker {index} died between steps")
                 results.append(remote.recv())
             except (EOFError, ConnectionResetError, BrokenPipeError):
+                self._dead.discard(index)
                 reset_obs, reset_info = self._restart(index)
                 info = {
                     "TimeLimit.truncated": True,
