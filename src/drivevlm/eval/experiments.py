@@ -98,12 +98,7 @@ def job_config(
     configs: Path | None = None,
 ) -> dict[str, Any]:
     """The preset of `method` with the overrides, `train.total_timesteps=steps` and the seed applied."""
-    data = read_yaml(preset_path(method, experiment, configs))
-    train = data.get("train")
-    if isinstance(train, dict) and "algo" in train and "algorithm" not in train:
-        # The presets in configs/ spell the learner `algo`; the trainer's section calls it `algorithm`.
-        train["algorithm"] = train.pop("algo")
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(read_yaml(preset_path(method, experiment, configs)), list(overrides))
     data = apply_overrides(data, [f"train.total_timesteps={steps}", f"train.seed={seed}", f"env.seed={seed}"])
     return data
 
