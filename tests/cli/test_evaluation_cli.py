@@ -1,0 +1,162 @@
+"""`drivevlm evaluate | export | drive | report | benchmark` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from drivevlm.cli import app
+from support.tiny_runs import make_tiny_run
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_evaluate_json_and_table(tiny_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    code, out, _ = _run(
+        "evaluate", run, "--suite", "unseen_routes", "--episodes", "2", "--max-steps", "60", "--json"
+    )
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["episodes"] == 2 and result["suite"] == "unseen_routes"
+    assert "SR" in result["metrics"] and "DS" in result["metrics"]
+    assert "AS" in out and "written:" in out
+    assert (run / "eval" / "unseen_routes.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "nope"], "suite: unknown value 'nope'; allowed: unseen_routes"),
+        (["--episodes", "0"], "episodes: must be >= 1"),
+    ],
+)
+def test_evaluate_bad_input_is_one_line_and_exit_2(tiny_run: Path, args: list[str], message: str) -> None:
+    code, _, err = _run("evaluate", tiny_run, *args, "--out", tiny_run.parent / "bad")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err
+
+
+def test_evaluate_without_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    shutil.rmtree(run / "checkpoints")
+    code, _, err = _run("evaluate", run)
+    assert code == 2 and "has no checkpoint" in err and err.strip().count("\n") == 0
+
+
+def test_export_then_drive_the_policy_file(tiny_run: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.onnx"
+    code, out, _ = _run("export", tiny_run, "--format", "onnx", "--out", policy, "--json")
+    assert code == 0 and json.loads(out.splitlines()[-1])["policy"] == str(policy)
+    assert policy.is_file() and (tmp_path / "policy.onnx.spec.json").is_file()
+    video = tmp_path / "drive.mp4"
+    env = ["--set", "env.bev_size=32", "--set", "env.route_waypoints=4", "--set", "env.rgb_size=64"]
+    code, out, err = _run(
+        "drive",
+        "--policy",
+        policy,
+        "--scenario",
+        "slow_cyclist",
+        "--steps",
+        "20",
+        "--video",
+        video,
+        *env,
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["frames"] == 21
+    assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 21
+    # The default env renders 96 px masks; the policy was exported for 32 px.
+    code, _, err = _run("drive", "--policy", policy, "--video", tmp_path / "x.mp4")
+    assert code == 2 and "does not match the environment" in err and "(12, 32, 32)" in err
+    code, _, err = _run("export", tiny_run, "--format", "tflite")
+    assert code == 2 and "format: unknown value 'tflite'" in err
+
+
+def test_drive_from_run_and_unknown_scenario(tiny_run: Path, tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    code, out, _ = _run(
+        "drive", tiny_run, "--scenario", "cyclist_merge", "--steps", "10", "--video", video, "--json"
+    )
+    assert code == 0 and json.loads(out.splitlines()[-1])["town"] == "tee"
+    code, _, err = _run("drive", tiny_run, "--scenario", "flying_car")
+    assert code == 2 and "scenario: unknown value 'flying_car'" in err
+
+
+def test_report_opens_in_a_headless_browser(tiny_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert _run("evaluate", run, "--episodes", "1", "--max-steps", "30")[0] == 0
+    code, out, err = _run("report", run, "--videos", "1", "--video-steps", "20", "--json")
+    assert code == 0, err
+    result = json.loads(out.splitlines()[-1])
+    page = Path(result["report"])
+    assert len(result["videos"]) == 1 and Path(result["videos"][0]).is_file()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless browser installed")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "<table>" in dom and "unseen_routes" in dom and "<video" in dom
+    assert "videos/run-pedestrian_crossing.mp4" in dom
+
+
+def test_report_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    code, _, err = _run("report", tmp_path)
+    assert code == 2 and "neither a benchmark folder" in err
+
+
+TINY_TRAIN = [
+    "train.sac.learning_starts=64", "train.sac.batch_size=32", "train.sac.train_freq=32",
+    "train.sac.gradient_steps=4", "train.sac.net_arch=[32,32]", "train.sac.buffer_size=2000",
+    "train.policy.cnn_channels=[4,8]", "train.policy.cnn_kernels=[5,3]", "train.policy.cnn_strides=[4,2]",
+    "train.policy.bev_features=16", "train.checkpoint_interval=128", "train.log_interval=100",
+    "train.device=cpu", "env.bev_size=32", "env.max_episode_steps=150",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    sets = [arg for s in TINY_TRAIN for arg in ("--set", s)]
+    args = ["benchmark", "--methods", "chen_sac,tirl_sac", "--seeds", "2", "--steps", "320",
+            "--episodes", "2", "--eval-max-steps", "100", "--jobs", "2", "--out", out, *sets,
+            "--json"]  # fmt: skip
+    code, out_text, err = _run(*args)
+    assert code == 0, err + out_text
+    summary = json.loads(out_text.splitlines()[-1])
+    assert summary["failed"] == []
+    table1 = (out / "table1_training.md").read_text()
+    table2 = (out / "table2_testing.md").read_text()
+    assert "| Chen-SAC |" in table1 and "| TIRL-SAC |" in table1 and "| ICT |" in table1
+    assert "| SR |" in table2 and "±" in table2
+    assert (out / "table1_training.csv").read_text().startswith("method,seeds,AS_mean")
+    assert (out / "training_curves.png").stat().st_size > 1000
+    bench = json.loads((out / "benchmark.json").read_text())
+    assert len(bench["runs"]) == 4
+    run = out / "runs" / "chen_sac" / "seed-1"
+    assert json.loads((run / "summary.json").read_text())["steps"] >= 320
+    assert bench["runs"]["chen_sac/seed-1"]["training_episodes"] >= 1
+    # A second call finds every run finished and only rewrites the tables.
+    code, out_text, _ = _run(*args)
+    assert code == 0 and out_text.count("skip ") == 4
+    bad = _run("benchmark", "--methods", "no_such_method", "--out", tmp_path / "b2")
+    assert bad[0] == 2 and "methods: unknown value 'no_such_method'" in bad[2]
