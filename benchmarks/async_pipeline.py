@@ -31,6 +31,8 @@ import numpy as np
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.rewards.synthesis import final_reward, shaping_terms
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def start_lvlm_server(latency_s: float) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
@@ -99,18 +101,42 @@ class GatedLatencyReward:
 
 def _env_factory(kind: str) -> Any:
     if kind == "toy":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
+        sys.path.insert(0, str(ROOT / "tests" / "train"))
         from toy_env import ToyDriveEnv
 
         return lambda rank: ToyDriveEnv(size=96, max_steps=300)
     return None
 
 
+def bundled_preset(base_url: str, gate_open: bool) -> dict[str, Any]:
+    """DriveVLM-RL's preset with the bundled models and the LVLM behind an OpenAI-compatible server."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "drivevlm_rl.yaml").read_text())
+    data["env"].update({"rgb_size": 96})
+    # "off": a gate threshold (confidence 1.0) no sigmoid score reaches: the detector still runs, the LVLM is never called.
+    data["reward"]["gate"]["threshold"] = 0.25 if gate_open else 1.0
+    data["models"] = {
+        "clip": {"backend": "aligned", "model": "bundled"},
+        "detector": {"backend": "tiny", "model": "bundled", "threshold": 0.25},
+        "lvlm": {"backend": "openai", "base_url": base_url, "model": "stand-in", "timeout_s": 30},
+        "cache": {"enabled": False},
+    }
+    return data
+
+
 def run(mode: str, gate_rate: float, url: str, args: argparse.Namespace) -> dict[str, Any]:
     from drivevlm.train.trainer import train
 
+    reward_fn: Any = None
+    config: dict[str, Any] = {}
+    if args.reward == "bundled":
+        config = bundled_preset(url, gate_rate > 0)
+    else:
+        reward_fn = GatedLatencyReward(url, gate_rate)
     config = {
-        "env": {"seed": 0},
+        **config,
+        "env": {**config.get("env", {}), "seed": 0, "density": args.density},
         "train": {
             "total_timesteps": args.steps,
             "n_envs": 1,
@@ -119,6 +145,7 @@ def run(mode: str, gate_rate: float, url: str, args: argparse.Namespace) -> dict
             "log_interval": args.steps,
             "checkpoint_interval": 10 * args.steps,
             "checkpoint_replay_buffer": False,
+            "annotator": {"batch_size": args.annotator_batch},
             "sac": {
                 "learning_starts": args.learning_starts,
                 "buffer_size": 20_000,
@@ -131,12 +158,15 @@ def run(mode: str, gate_rate: float, url: str, args: argparse.Namespace) -> dict
         summary = train(
             config,
             Path(folder) / "run",
-            reward_fn=GatedLatencyReward(url, gate_rate),
+            reward_fn=reward_fn,
             env_factory=_env_factory(args.env),
         )
+    annotator = summary["annotator"]
     return {
         "steps_per_s": summary["steps_per_s"],
-        "lvlm_calls": summary["annotator"].get("reward_fn/lvlm_calls", 0.0),
+        "lvlm_calls": annotator.get("reward_fn/lvlm_calls", 0.0),
+        "gate_open_share": annotator.get("reward_fn/gate_open", 0.0) / max(annotator["annotated"], 1),
+        "mean_annotator_batch": annotator["annotated"] / max(annotator["batches"], 1),
         "collection_blocked_s": summary["annotator"]["collection_blocked_s"],
     }
 
@@ -151,18 +181,30 @@ def main() -> None:
     parser.add_argument("--lvlm-latency", type=float, default=1.0)
     parser.add_argument("--gate-rate", type=float, default=0.1)
     parser.add_argument("--env", choices=["toy", "drivevlm"], default="toy")
+    # bundled: the real DriveVLM-RL pathways (bundled models, OpenAI client); gated: the synthetic reward.
+    parser.add_argument("--reward", choices=["gated", "bundled"], default="gated")
+    parser.add_argument("--density", default="regular")
+    parser.add_argument("--annotator-batch", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    server, url = start_lvlm_server(args.lvlm_latency)
+    if args.reward == "bundled":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from support.chat_server import ChatServer, Reply
+
+        chat = ChatServer([Reply(delay_s=args.lvlm_latency)], lifetime_s=3600).start()
+        stop, url = chat.stop, chat.base_url
+    else:
+        server, url = start_lvlm_server(args.lvlm_latency)
+        stop = server.shutdown
     try:
         off = run("async", 0.0, url, args)
         on = run("async", args.gate_rate, url, args)
         sync = run("sync", args.gate_rate, url, args)
     finally:
-        server.shutdown()
+        stop()
     result = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -178,6 +220,10 @@ def main() -> None:
         "lvlm_calls_async": on["lvlm_calls"],
         "lvlm_calls_sync": sync["lvlm_calls"],
         "async_collection_blocked_s": on["collection_blocked_s"],
+        "reward": args.reward,
+        "gate_open_share_async": on["gate_open_share"],
+        "mean_annotator_batch_off": off["mean_annotator_batch"],
+        "mean_annotator_batch_async": on["mean_annotator_batch"],
     }
     for key, value in result.items():
         print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
