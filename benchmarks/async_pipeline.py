@@ -114,7 +114,7 @@ def bundled_preset(base_url: str, gate_open: bool) -> dict[str, Any]:
 
     data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "drivevlm_rl.yaml").read_text())
     data["env"].update({"rgb_size": 96})
-    # "off": a gate threshold (confidence 1.0) no sigmoid score reaches: the detector still runs, the LVLM is never called.
+    # "off": a gate threshold (confidence 1.0) no score reaches: the detector runs, the LVLM is never called.
     data["reward"]["gate"]["threshold"] = 0.25 if gate_open else 1.0
     data["models"] = {
         "clip": {"backend": "aligned", "model": "bundled"},
