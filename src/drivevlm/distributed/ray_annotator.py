@@ -296,7 +296,7 @@ class RayAnnotator(Annotator):
             with self._lock:
                 self.counts["requeued"] += len(job.records)
                 self.last_error = f"annotator actor lost: {type(error).__name__}"
-            if self.pool.replace(job.actor, job.generation, type(error).__name__):
+            if self.pool.replace(job.actor, job.generation, f"{type(error).__name__}: {error}"):
                 self._waiting.appendleft(job)
                 return
             self._fail(job, "annotator actors lost more often than train.ray.max_actor_restarts", final=True)
