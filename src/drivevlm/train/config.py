@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from drivevlm.config import ConfigError, Section, build
+from drivevlm.distributed.config import RayConfig
 
 
 class SacConfig(Section):
@@ -100,6 +101,9 @@ class TrainConfig(Section):
     device: str = "auto"
     # How often a simulator subprocess that died is restarted before the run gives up.
     max_env_restarts: int = Field(20, ge=0)
+    # local: simulator subprocesses and reward threads here; ray: runner and annotator actors (train.ray).
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = Field(default_factory=RayConfig)
     sac: SacConfig = Field(default_factory=SacConfig)
     ppo: PpoConfig = Field(default_factory=PpoConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -91,6 +91,10 @@ class _MonitoredFactory:
 
 def make_vec_env(factory: EnvFactory, cfg: TrainConfig) -> VecEnv:
     thunks = [_MonitoredFactory(factory, rank) for rank in range(cfg.n_envs)]
+    if cfg.executor == "ray":
+        from drivevlm.distributed.executor import make_ray_vec_env
+
+        return make_ray_vec_env(thunks, cfg.ray)  # type: ignore[no-any-return]
     if cfg.use_subprocesses:
         return RestartingSubprocVecEnv(thunks, max_restarts=cfg.max_env_restarts)  # type: ignore[arg-type]
     return DummyVecEnv(thunks)  # type: ignore[arg-type]
@@ -159,7 +163,12 @@ def make_annotation(
         pending = model.replay_buffer.pending  # type: ignore[union-attr]
     else:
         pending = PendingRewards(cfg.backlog_limit, cfg.annotator.stall_timeout_s)
-    annotator = Annotator(pending, reward_fn, cfg.annotator, n_envs=cfg.n_envs)
+    if cfg.executor == "ray":
+        from drivevlm.distributed.executor import make_ray_annotator
+
+        annotator = make_ray_annotator(pending, reward_fn, cfg.annotator, cfg.ray, cfg.n_envs)
+    else:
+        annotator = Annotator(pending, reward_fn, cfg.annotator, n_envs=cfg.n_envs)
     link = AnnotationLink(annotator, RequestBuilder(cfg.n_envs, window_frames), cfg.mode)
     model.attach(link)
     return link
