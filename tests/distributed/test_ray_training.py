@@ -50,7 +50,6 @@ SMALL = {
 def _sets() -> list[str]:
     flat = [
         "env.density=empty",
-        "train.executor=ray",
         "train.n_envs=2",
         "train.ray.num_annotators=1",
         "train.ray.runner.num_cpus=0.5",
@@ -74,7 +73,8 @@ def _sets() -> list[str]:
 def test_cli_trains_with_runner_and_annotator_actors_then_resumes(ray_local: Any, tmp_path: Path) -> None:
     run = tmp_path / "run"
     runner = CliRunner()
-    args = ["train", "--config", str(CONFIGS / "chen_sac.yaml"), *_sets(), "--run-dir", str(run), "--json"]
+    args = ["train", "--config", str(CONFIGS / "chen_sac.yaml"), "--executor", "ray", *_sets()]
+    args += ["--run-dir", str(run), "--json"]
     args += ["--set", "train.total_timesteps=128", "--set", "train.checkpoint_interval=64"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -84,6 +84,7 @@ def test_cli_trains_with_runner_and_annotator_actors_then_resumes(ray_local: Any
     assert annotator["annotated"] == 128 and annotator["accepted"] == 128 and annotator["fallbacks"] == 0
     assert annotator["reward_fn/actors"] == 1.0 and annotator["reward_fn/actor_restarts"] == 0.0
     assert (run / "checkpoints" / "latest.json").is_file()
+    assert "executor: ray" in (run / "config.yaml").read_text()
 
     config = (run / "config.yaml").read_text().replace("total_timesteps: 128", "total_timesteps: 192")
     (run / "config.yaml").write_text(config)
