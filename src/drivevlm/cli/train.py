@@ -31,6 +31,10 @@ ResumeOption = Annotated[
     Path | None, typer.Option("--resume", help="Continue the run in this folder from its last checkpoint.")
 ]
 QuietFlag = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+ExecutorOption = Annotated[str | None, typer.Option("--executor", help="local or ray (sets train.executor).")]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: auto or HOST:PORT (sets train.ray.address).")
+]
 
 
 class ProgressBar:
@@ -85,12 +89,17 @@ def train_command(
     resume: ResumeOption = None,
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Train a policy with the preset's reward (annotated asynchronously), logging and checkpointing."""
     import os
 
     from drivevlm.inspection.calibrate import load_preset
 
+    overrides = [*(overrides or [])]
+    overrides += [f"train.executor={executor}"] if executor is not None else []
+    overrides += [f"train.ray.address={address}"] if address is not None else []
     if resume is not None and (config is not None or overrides or run_dir is not None):
         raise _fail("--resume: continues a run with its own saved config; drop --config, --set and --run-dir")
     if resume is None and config is None:
