@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from drivevlm.models.base import Detector, ImageTextEncoder, VisionLanguageModel
@@ -50,6 +51,11 @@ VLMS: dict[str, BackendEntry] = {
 }
 
 
+# `model: bundled` for the in-process Qwen3-VL backend: the tiny Qwen3-VL trained here (see its card).
+BUNDLED_VLM_NAMES = ("bundled", "drivevlm/tiny-qwen3vl")
+BUNDLED_VLM_DIR = Path(__file__).resolve().parent / "bundled" / "tiny_qwen3vl"
+
+
 def _entry(registry: dict[str, BackendEntry], what: str, backend: str) -> BackendEntry:
     if backend not in registry:
         raise ValueError(f"{what} backend: unknown name {backend!r}; expected one of {sorted(registry)}")
@@ -90,6 +96,8 @@ def make_detector(backend: str, model: str, device: str = "cpu", **kw: Any) -> D
 
 def make_vlm(backend: str, model: str, device: str = "cpu", **kw: Any) -> VisionLanguageModel:
     """A multi-frame VLM: ``make_vlm("qwen3vl", "Qwen/Qwen3-VL-2B-Instruct", device="cuda")``."""
+    if backend == "qwen3vl" and model in BUNDLED_VLM_NAMES:
+        model = str(BUNDLED_VLM_DIR)
     vlm: VisionLanguageModel = _build(VLMS, "vlm", backend, model, device, kw)
     return vlm
 

@@ -1,14 +1,17 @@
 """Held-out quality of the bundled models, and the one-call `train_models` / `evaluate_models` for the CLI.
 
 Image-text model: R_static = cos(img, clear-road goal) - cos(img, collision goal) should rank "unsafe"
-frames (a collision within 2 s, or a vulnerable road user within 10 m ahead) below clear-road frames:
-ROC-AUC of -R_static for unsafe, and the accuracy of picking the nearer of the two goal texts.
+frames (a collision within 2 s, or a vulnerable road user within 10 m ahead) below clear-road frames (no
+collision within 2 s, nothing within 15 m ahead in view): `r_static_auc`, the issue's bar. The stricter
+`r_static_auc_all_frames` ranks unsafe frames against every other frame, near-but-safe ones included.
+Also the accuracy of picking the nearer of the two goal texts (all frames).
 Detector: mAP@0.5 over classes, precision at the shipped threshold, and recall of pedestrians and
 cyclists within 30 m that are at least half visible.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,16 @@ BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "bundled"
 CLIP_AUC_BAR = 0.9
 VRU_RECALL_BAR = 0.9
 PRECISION_BAR = 0.8
+VLM_ACCURACY_BAR = 0.85
 VRU_RANGE_M = 30.0
 MIN_VISIBLE_FOR_RECALL = 0.5
 IOU_MATCH = 0.5
+THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+
+
+def is_clear_road(record: dict[str, Any]) -> bool:
+    """A clear-road frame: no collision within 2 s, and no actor within 15 m ahead in the camera's view."""
+    return not record["unsafe"] and not str(record["risk_category"]).endswith("_near")
 
 
 def evaluate_aligned_clip(
@@ -45,22 +55,31 @@ def evaluate_aligned_clip(
     pools = encoder.encode_texts([*SAFE_GOALS, *UNSAFE_GOALS])
     embeddings: dict[str, list[np.ndarray]] = {"bev": [], "front": []}
     unsafe: list[bool] = []
+    clear: list[bool] = []
     for bev, front, records in iter_shards(data_dir, split):
         take = len(records) if limit is None else min(len(records), limit - len(unsafe))
         embeddings["bev"].append(encoder.encode_images(bev[:take]))
         embeddings["front"].append(encoder.encode_images(front[:take]))
         unsafe.extend(bool(r["unsafe"]) for r in records[:take])
+        clear.extend(is_clear_road(r) for r in records[:take])
         if limit is not None and len(unsafe) >= limit:
             break
     label = np.array(unsafe)
-    result: dict[str, Any] = {"split": split, "frames": len(label), "unsafe_frames": int(label.sum())}
+    against_clear = label | np.array(clear)
+    result: dict[str, Any] = {
+        "split": split,
+        "frames": len(label),
+        "unsafe_frames": int(label.sum()),
+        "clear_road_frames": int(np.sum(clear)),
+    }
     for view, parts in embeddings.items():
         image = np.concatenate(parts)
         r_static = image @ goals[0] - image @ goals[1]
         by_pool = (image @ pools[len(SAFE_GOALS) :].T).mean(1) > (image @ pools[: len(SAFE_GOALS)].T).mean(1)
         picked_unsafe = r_static < 0
         result[view] = {
-            "r_static_auc": round(roc_auc(-r_static, label), 4),
+            "r_static_auc": round(roc_auc(-r_static[against_clear], label[against_clear]), 4),
+            "r_static_auc_all_frames": round(roc_auc(-r_static, label), 4),
             "retrieval_accuracy": round(float(np.mean(picked_unsafe == label)), 4),
             "retrieval_balanced_accuracy": round(
                 0.5 * (float(np.mean(picked_unsafe[label])) + float(np.mean(~picked_unsafe[~label]))), 4
@@ -96,70 +115,76 @@ def _average_precision(scores: list[float], hits: list[bool], positives: int) ->
     return float(np.sum(np.diff(recall) * precision[1:]))
 
 
-def evaluate_detector(
+def _detector_outputs(
+    model: str | Path,
     data_dir: str | Path,
-    model: str | Path = "bundled",
-    split: str = "heldout",
-    limit: int | None = None,
-    threshold: float | None = None,
-) -> dict[str, Any]:
-    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < 0.3) count as neither."""
+    split: str,
+    limit: int | None,
+    episodes: Collection[str] | None,
+) -> tuple[dict[str, Any], list[tuple[list[Any], dict[str, Any]]]]:
+    """Detections at a low score (0.05) for each frame, with its record: scored later at any threshold."""
     from drivevlm.models.detectors.tiny import TinyDetector
 
     detector = TinyDetector(model, threshold=0.05)
-    keep_at = detector.config.get("threshold", 0.3) if threshold is None else threshold
+    pairs: list[tuple[list[Any], dict[str, Any]]] = []
+    for _, front, records in iter_shards(data_dir, split):
+        keep = [i for i, r in enumerate(records) if episodes is None or r["episode"] in episodes]
+        if limit is not None:
+            keep = keep[: max(limit - len(pairs), 0)]
+        if keep:
+            pairs.extend(zip(detector.detect(front[keep]), [records[i] for i in keep], strict=True))
+        if limit is not None and len(pairs) >= limit:
+            break
+    return detector.config, pairs
+
+
+def _score_detections(pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: float) -> dict[str, Any]:
+    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < 0.3) count as neither."""
     per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in CLASSES}
     vru_total = vru_found = 0
     kept_tp = {"all": 0, "vru": 0}
     kept_fp = {"all": 0, "vru": 0}
-    frames = 0
-    for _, front, records in iter_shards(data_dir, split):
-        take = len(records) if limit is None else min(len(records), limit - frames)
-        for detections, record in zip(detector.detect(front[:take]), records[:take], strict=True):
-            gts = record["boxes"]
-            for cls in CLASSES:
-                mine = [g for g in gts if g["label"] == cls]
-                boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
-                countable = np.array([g["visible"] >= 0.3 for g in mine], dtype=bool)
-                recall_set = np.array(
-                    [g["distance_m"] <= VRU_RANGE_M and g["visible"] >= MIN_VISIBLE_FOR_RECALL for g in mine],
-                    dtype=bool,
-                )
-                per_class[cls]["positives"] += int(countable.sum())
-                used = np.zeros(len(mine), dtype=bool)
-                for det in sorted((d for d in detections if d.label == cls), key=lambda d: -d.score):
-                    hit = ignored = False
-                    if len(mine):
+    for detections, record in pairs:
+        gts = record["boxes"]
+        for cls in CLASSES:
+            mine = [g for g in gts if g["label"] == cls]
+            boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
+            countable = np.array([g["visible"] >= 0.3 for g in mine], dtype=bool)
+            recall_set = np.array(
+                [g["distance_m"] <= VRU_RANGE_M and g["visible"] >= MIN_VISIBLE_FOR_RECALL for g in mine],
+                dtype=bool,
+            )
+            per_class[cls]["positives"] += int(countable.sum())
+            used = np.zeros(len(mine), dtype=bool)
+            for det in sorted((d for d in detections if d.label == cls), key=lambda d: -d.score):
+                hit = ignored = False
+                if len(mine):
+                    iou = _iou(np.array(det.box), boxes)
+                    iou[used] = 0.0
+                    best = int(np.argmax(iou))
+                    if iou[best] >= IOU_MATCH:
+                        used[best] = True
+                        hit, ignored = bool(countable[best]), not countable[best]
+                if ignored:
+                    continue
+                per_class[cls]["scores"].append(det.score)
+                per_class[cls]["hits"].append(hit)
+                if det.score >= keep_at:
+                    for group in ("all", "vru") if cls in VRU_LABELS else ("all",):
+                        kept_tp[group] += hit
+                        kept_fp[group] += not hit
+            if cls in VRU_LABELS:
+                vru_total += int(recall_set.sum())
+                strong = np.zeros(len(mine), dtype=bool)
+                for det in detections:
+                    if det.label == cls and det.score >= keep_at and len(mine):
                         iou = _iou(np.array(det.box), boxes)
-                        iou[used] = 0.0
-                        best = int(np.argmax(iou))
-                        if iou[best] >= IOU_MATCH:
-                            used[best] = True
-                            hit, ignored = bool(countable[best]), not countable[best]
-                    if ignored:
-                        continue
-                    per_class[cls]["scores"].append(det.score)
-                    per_class[cls]["hits"].append(hit)
-                    if det.score >= keep_at:
-                        for group in ("all", "vru") if cls in VRU_LABELS else ("all",):
-                            kept_tp[group] += hit
-                            kept_fp[group] += not hit
-                if cls in VRU_LABELS:
-                    vru_total += int(recall_set.sum())
-                    strong = np.zeros(len(mine), dtype=bool)
-                    for det in detections:
-                        if det.label == cls and det.score >= keep_at and len(mine):
-                            iou = _iou(np.array(det.box), boxes)
-                            strong |= iou >= IOU_MATCH
-                    vru_found += int((strong & recall_set).sum())
-        frames += take
-        if limit is not None and frames >= limit:
-            break
+                        strong |= iou >= IOU_MATCH
+                vru_found += int((strong & recall_set).sum())
     ap = {c: _average_precision(v["scores"], v["hits"], v["positives"]) for c, v in per_class.items()}
     valid = [v for v in ap.values() if np.isfinite(v)]
     result = {
-        "split": split,
-        "frames": frames,
+        "frames": len(pairs),
         "threshold": keep_at,
         "ap50": {c: round(v, 4) for c, v in ap.items()},
         "map50": round(float(np.mean(valid)), 4) if valid else float("nan"),
@@ -174,6 +199,52 @@ def evaluate_detector(
     return result
 
 
+def evaluate_detector(
+    data_dir: str | Path,
+    model: str | Path = "bundled",
+    split: str = "heldout",
+    limit: int | None = None,
+    threshold: float | None = None,
+    episodes: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """mAP@0.5, precision and VRU recall within 30 m at the model's own threshold (or `threshold`)."""
+    config, pairs = _detector_outputs(model, data_dir, split, limit, episodes)
+    keep_at = float(config.get("threshold", 0.3)) if threshold is None else threshold
+    return {"split": split, **_score_detections(pairs, keep_at)}
+
+
+def choose_threshold(
+    data_dir: str | Path,
+    model: str | Path,
+    episodes: Collection[str],
+    grid: Sequence[float] = THRESHOLD_GRID,
+    split: str = "train",
+) -> dict[str, Any]:
+    """Score threshold chosen on validation episodes (never on held-out towns).
+
+    The lowest threshold whose VRU precision reaches the bar (most recall at that precision); if none
+    does, the one with the best F1 of VRU precision and recall.
+    """
+    _, pairs = _detector_outputs(model, data_dir, split, None, episodes)
+    if not pairs:
+        raise ValueError("episodes: no validation frames found for the given episode names")
+    sweep = [_score_detections(pairs, t) for t in sorted(grid)]
+    precise = [r for r in sweep if r["vru_precision"] >= PRECISION_BAR]
+
+    def f1(r: dict[str, Any]) -> float:
+        p, rc = r["vru_precision"], r["vru_recall_30m"]
+        return 2 * p * rc / max(p + rc, 1e-9)
+
+    best = precise[0] if precise else max(sweep, key=f1)
+    keys = ("threshold", "vru_recall_30m", "vru_precision", "precision", "map50")
+    return {
+        "threshold": best["threshold"],
+        "validation_frames": len(pairs),
+        "validation": {k: best[k] for k in keys},
+        "sweep": [{k: r[k] for k in keys[:3]} for r in sweep],
+    }
+
+
 def train_models(
     data_dir: str | Path,
     out_root: str | Path | None = None,
@@ -184,10 +255,14 @@ def train_models(
     clip_epochs: int | None = None,
     detector_epochs: int | None = None,
     log: Any = print,
+    clip_config: Any = None,
+    detector_config: Any = None,
 ) -> dict[str, Any]:
     """Train the bundled models into `out_root/<model>/` (default: the package's bundled folder).
 
     With `frames` and no data set at `data_dir` yet, one is generated first (`generate_dataset`).
+    `clip_config` / `detector_config` (ClipTrainConfig / DetectorTrainConfig) replace the defaults;
+    seed, threads and the epoch counts given here still apply on top.
     """
     from drivevlm.data.generate import generate_dataset
     from drivevlm.models.training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
@@ -203,12 +278,12 @@ def train_models(
     read_manifest(data_dir)
     summary: dict[str, Any] = {}
     if "aligned_clip" in models:
-        clip_cfg = ClipTrainConfig(seed=seed, threads=threads)
+        clip_cfg = replace(clip_config or ClipTrainConfig(), seed=seed, threads=threads)
         if clip_epochs is not None:
             clip_cfg = replace(clip_cfg, epochs=clip_epochs)
         summary["aligned_clip"] = train_aligned_clip(data_dir, root / "aligned_clip", clip_cfg, log=log)
     if "tiny_detector" in models:
-        det_cfg = DetectorTrainConfig(seed=seed, threads=threads)
+        det_cfg = replace(detector_config or DetectorTrainConfig(), seed=seed, threads=threads)
         if detector_epochs is not None:
             det_cfg = replace(det_cfg, epochs=detector_epochs)
         summary["tiny_detector"] = train_detector(data_dir, root / "tiny_detector", det_cfg, log=log)

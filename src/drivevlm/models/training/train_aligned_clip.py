@@ -3,7 +3,10 @@
 Two contrastive terms (InfoNCE): each frame against the descriptions in its batch (its own scene
 description is the positive), and each frame against a fixed set of goal-style sentences (clear road vs
 collision / danger; all sentences of the frame's safety label are positives). BEV and front frames are
-both used, each with the description of its own view.
+both used, each with the description of its own view. A third term is the hard negative the static
+pathway cares about: each frame against only the two static goals (clear road vs collision), so that
+R_static itself ranks unsafe frames below clear ones. Frames are shifted by a few pixels and their
+brightness jittered; the description losses keep the frame's own text.
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ class ClipTrainConfig:
     seed: int = 0
     threads: int | None = None
     limit: int | None = 3000
+    static_weight: float = 0.0
+    shift_px: int = 0
+    init: str | None = None
+
+
+def _shift(batch: torch.Tensor, max_shift: int, rng: np.random.Generator) -> torch.Tensor:
+    """Translate each image by up to `max_shift` pixels (edge-replicated), as a small position jitter."""
+    if max_shift <= 0:
+        return batch
+    padded = functional.pad(batch, (max_shift,) * 4, mode="replicate")
+    size = batch.shape[-1]
+    out = torch.empty_like(batch)
+    for i, (dx, dy) in enumerate(rng.integers(0, 2 * max_shift + 1, size=(len(batch), 2))):
+        out[i] = padded[i, :, dy : dy + size, dx : dx + size]
+    return out
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -102,6 +120,11 @@ def train_aligned_clip(
     goals = torch.from_numpy(text_encoder.encode([*SAFE_GOALS, *UNSAFE_GOALS]))
     goal_unsafe = torch.tensor([False] * len(SAFE_GOALS) + [True] * len(UNSAFE_GOALS))
     tower = ImageTower(input_size=cfg.input_size, width=cfg.width, embed_dim=TEXT_DIM)
+    if cfg.init is not None:
+        from drivevlm.models.clip.aligned import load_image_tower, resolve_aligned_dir
+
+        tower.load_state_dict(load_image_tower(resolve_aligned_dir(cfg.init))[0].state_dict())
+    static_goals = torch.from_numpy(text_encoder.encode([POSITIVE_GOAL, NEGATIVE_GOAL]))
     steps_per_epoch = max(1, len(images) // cfg.batch_size)
     optimiser = torch.optim.AdamW(tower.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -115,7 +138,7 @@ def train_aligned_clip(
         total = 0.0
         for step in range(steps_per_epoch):
             pick = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            batch = images_to_tensor(images[pick])
+            batch = _shift(images_to_tensor(images[pick]), cfg.shift_px, rng)
             batch = batch * torch.empty(len(pick), 1, 1, 1).uniform_(0.85, 1.15)
             embeddings = tower(batch.clamp(0, 1))
             scale = tower.logit_scale.exp().clamp(max=100.0)
@@ -127,6 +150,9 @@ def train_aligned_clip(
             label = torch.from_numpy(unsafe[pick])
             goal_loss = _multi_positive_ce(scale * embeddings @ goals.T, label[:, None] == goal_unsafe[None])
             loss = describe_loss + goal_loss
+            if cfg.static_weight > 0:
+                static_logits = scale * embeddings @ static_goals.T
+                loss = loss + cfg.static_weight * functional.cross_entropy(static_logits, label.long())
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -2,6 +2,9 @@
 
 Boxes mostly hidden behind nearer actors (visible share below `MIN_VISIBLE`) are neither positives nor
 negatives: their heatmap cells are left out of the loss. Frames are flipped left-right at random.
+Frames with a pedestrian or cyclist within 30 m are drawn `vru_boost` times as often as others. A share
+of the training town's episodes (`val_every`: every n-th episode) is kept out of training and used to
+choose the score threshold, so held-out towns are never used for tuning.
 Also here: `export_yolo`, the same data in YOLO format for the optional ultralytics extra.
 """
 
@@ -17,10 +20,11 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from drivevlm.data.boxes import VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
 from drivevlm.data.generate import atomic_write_bytes
 from drivevlm.models.detectors.tiny import CLASSES, STRIDE, TinyCenterNet
-from drivevlm.models.training.common import save_weights, set_seed_and_threads
+from drivevlm.models.training.common import save_weights, set_seed_and_threads, write_json
 
 MIN_VISIBLE = 0.3
 
@@ -36,6 +40,24 @@ class DetectorTrainConfig:
     seed: int = 0
     threads: int | None = None
     limit: int | None = 3000
+    vru_boost: float = 1.0
+    val_every: int = 0
+    init: str | None = None
+
+
+def validation_episodes(records: list[dict[str, Any]], every: int) -> set[str]:
+    """Every `every`-th episode of the split in order of appearance (none when `every` is 0)."""
+    if every <= 0:
+        return set()
+    names = list(dict.fromkeys(r["episode"] for r in records))
+    return set(names[every - 1 :: every])
+
+
+def _has_near_vru(record: dict[str, Any]) -> bool:
+    return any(
+        g["label"] in VRU_LABELS and g["distance_m"] <= 30.0 and g["visible"] >= MIN_VISIBLE
+        for g in record["boxes"]
+    )
 
 
 def targets(records: list[dict[str, Any]], size: int, flip: np.ndarray) -> dict[str, torch.Tensor]:
@@ -104,11 +126,22 @@ def train_detector(
     set_seed_and_threads(cfg.seed, cfg.threads)
     started = time.perf_counter()
     frames = load_split(data_dir, "train", cfg.limit)
-    images, records = frames.front, frames.records
+    held_back = validation_episodes(frames.records, cfg.val_every)
+    use = [i for i, r in enumerate(frames.records) if r["episode"] not in held_back]
+    if not use:
+        raise ValueError(f"val_every: {cfg.val_every} leaves no training episodes")
+    images, records = frames.front[use], [frames.records[i] for i in use]
+    del frames
     size = images.shape[1]
     if images.shape[1] != images.shape[2] or size % 16:
         raise ValueError(f"front frames: need square frames a multiple of 16 px, got {images.shape[1:3]}")
     net = TinyCenterNet(width=cfg.width)
+    if cfg.init is not None:
+        from drivevlm.models.detectors.tiny import load_tiny_detector, resolve_detector_dir
+
+        net.load_state_dict(load_tiny_detector(resolve_detector_dir(cfg.init))[0].state_dict())
+    weight = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
+    draw = weight / weight.sum()
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -118,7 +151,11 @@ def train_detector(
     loss_value = float("nan")
     for epoch in range(cfg.epochs):
         net.train()
-        order = rng.permutation(len(images))
+        order = (
+            rng.choice(len(images), size=len(images), p=draw)
+            if cfg.vru_boost != 1.0
+            else (rng.permutation(len(images)))
+        )
         total = 0.0
         for step in range(steps_per_epoch):
             pick = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -151,6 +188,16 @@ def train_detector(
         "training": {**cfg.__dict__, **summary, "data_dir": str(data_dir)},
     }
     save_weights(Path(out_dir), net.state_dict(), model_config)
+    if held_back:
+        from drivevlm.models.training.evaluate import choose_threshold
+
+        chosen = choose_threshold(data_dir, out_dir, held_back)
+        model_config["threshold"] = chosen["threshold"]
+        model_config["threshold_choice"] = {**chosen, "validation_episodes": sorted(held_back)}
+        write_json(Path(out_dir) / "config.json", model_config)
+        summary["threshold"] = chosen["threshold"]
+        summary["validation"] = chosen["validation"]
+        log(f"tiny detector: threshold {chosen['threshold']} chosen on validation {chosen['validation']}")
     return summary
 
 

@@ -1,0 +1,193 @@
+"""`drivevlm models train|eval`: reproduce the bundled models and re-measure their held-out quality."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from drivevlm.cli.common import JsonFlag, emit
+from drivevlm.cli.data import fail
+
+app = typer.Typer(help="The bundled image-text model, detector and tiny Qwen3-VL.", no_args_is_help=True)
+
+# Short CLI names -> folder names under the bundled root (and under --out).
+MODEL_NAMES = {"clip": "aligned_clip", "detector": "tiny_detector", "vlm": "tiny_qwen3vl"}
+
+ModelsOption = Annotated[str, typer.Option("--models", help="Comma-separated: clip, detector, vlm.")]
+
+
+def parse_models(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        fail("--models", "expected at least one of clip, detector, vlm")
+    for name in names:
+        if name not in MODEL_NAMES:
+            fail("--models", f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
+    return names
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a measure with no positives in a small set) as null, so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _flatten(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested results as `a.b: value` lines for the human-readable output."""
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif not isinstance(value, list):
+            flat[name] = value
+    return flat
+
+
+@app.command("train")
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="A data set from `drivevlm data generate` (clip and detector).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <model>/ weights and config.")] = Path("out/models"),
+    models: ModelsOption = "clip,detector,vlm",
+    frames: Annotated[
+        int | None, typer.Option(help="Generate this many frames into --data first when it holds none.")
+    ] = None,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(help="torch threads; default: torch's choice.")] = None,
+    clip_epochs: int = 6,
+    clip_limit: Annotated[
+        int | None, typer.Option(help="Training frames for the clip; default: all.")
+    ] = None,
+    detector_epochs: int = 6,
+    detector_limit: Annotated[int | None, typer.Option(help="Training frames; default: all.")] = None,
+    detector_init: Annotated[
+        str | None, typer.Option(help="Start from these detector weights (a folder or 'bundled').")
+    ] = None,
+    detector_lr: float = 3e-3,
+    vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
+    vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
+    vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
+    vlm_batch_size: int = 16,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the chosen models with the recipes of their model cards (options scale them down)."""
+    from drivevlm.models.training.evaluate import train_models
+    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig
+    from drivevlm.models.training.train_detector import DetectorTrainConfig
+
+    names = parse_models(models)
+    summary: dict[str, Any] = {"out": str(out)}
+    frame_models = tuple(MODEL_NAMES[n] for n in names if n != "vlm")
+    if frame_models:
+        if data is None:
+            fail("--data", "clip and detector train on a data set; pass --data")
+        clip_config = ClipTrainConfig(epochs=clip_epochs, limit=clip_limit or None)
+        detector_config = DetectorTrainConfig(
+            epochs=detector_epochs,
+            limit=detector_limit,
+            lr=detector_lr,
+            vru_boost=2.0,
+            val_every=10,
+            init=detector_init,
+        )
+        summary.update(
+            train_models(
+                data,
+                out,
+                frames=frames,
+                seed=seed,
+                threads=threads,
+                models=frame_models,
+                clip_config=clip_config,
+                detector_config=detector_config,
+                log=typer.echo,
+            )
+        )
+    if "vlm" in names:
+        from drivevlm.data.vlm_windows import generate_windows
+        from drivevlm.models.training.train_tiny_vlm import train_tiny_vlm
+
+        if (vlm_steps is None) == (vlm_minutes is None):
+            fail("--vlm-steps", "give exactly one of --vlm-steps, --vlm-minutes")
+        windows = generate_windows(vlm_windows, seed=seed)
+        summary["tiny_qwen3vl"] = train_tiny_vlm(
+            out / MODEL_NAMES["vlm"],
+            minutes=vlm_minutes,
+            steps=vlm_steps,
+            seed=seed,
+            windows=windows,
+            batch_size=vlm_batch_size,
+            threads=threads,
+            log=typer.echo,
+        )
+    emit(_finite(summary) if as_json else _flatten(summary), as_json)
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A data set to score on; default: a fresh held-out set generated into a temp folder."
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Folder holding <model>/ weights; default: the bundled models.")
+    ] = None,
+    models: ModelsOption = "clip,detector,vlm",
+    split: str = "heldout",
+    limit: Annotated[int | None, typer.Option(help="Score at most this many frames.")] = None,
+    frames: Annotated[int, typer.Option(help="Held-out frames to generate when --data is not given.")] = 1200,
+    seed: Annotated[int, typer.Option(help="Seed of the generated held-out frames and windows.")] = 11,
+    vlm_windows: Annotated[int, typer.Option(help="Held-out windows for the tiny Qwen3-VL.")] = 600,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-measure held-out quality against the issue's bars (unseen towns and seeds)."""
+    from drivevlm.models.training import evaluate as measures
+
+    names = parse_models(models)
+    base = root if root is not None else measures.BUNDLED_ROOT
+    for name in names:
+        if not (base / MODEL_NAMES[name] / "config.json").is_file():
+            fail("--root", f"no {MODEL_NAMES[name]}/config.json under {base}")
+    report: dict[str, Any] = {"root": str(base)}
+    with tempfile.TemporaryDirectory(prefix="drivevlm-eval-") as scratch:
+        if {"clip", "detector"} & set(names):
+            if data is None:
+                from drivevlm.data.generate import generate_dataset
+                from drivevlm.data.vlm_windows import HELD_OUT_TOWNS
+
+                data = Path(scratch) / "heldout"
+                typer.echo(
+                    f"generating {frames} held-out frames (seed {seed}) into a temporary folder", err=True
+                )
+                generate_dataset(data, frames, seed=seed, towns=tuple(HELD_OUT_TOWNS), step_stride=2)
+            manifest = measures.read_manifest(data)
+            report["data"] = {"dir": str(data), "frames": manifest["frames"], "split": split}
+            if "clip" in names:
+                report["aligned_clip"] = measures.evaluate_aligned_clip(
+                    data, base / "aligned_clip", split, limit
+                )
+            if "detector" in names:
+                report["tiny_detector"] = measures.evaluate_detector(
+                    data, base / "tiny_detector", split, limit
+                )
+    if "vlm" in names:
+        from drivevlm.data.vlm_windows import held_out_windows
+        from drivevlm.models.training.train_tiny_vlm import evaluate_tiny_vlm
+
+        result = evaluate_tiny_vlm(base / MODEL_NAMES["vlm"], held_out_windows(vlm_windows, seed=seed))
+        result["meets_bar"] = bool(result["category_accuracy"] >= measures.VLM_ACCURACY_BAR)
+        report["tiny_qwen3vl"] = result
+    emit(_finite(report) if as_json else _flatten(report), as_json)

@@ -1,0 +1,117 @@
+"""`drivevlm data generate` and `drivevlm models train|eval` end to end on a tiny data set (seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drivevlm.cli import app
+from drivevlm.data.dataset import load_split
+from drivevlm.models.clip.aligned import AlignedClipEncoder
+from drivevlm.models.detectors.tiny import TinyDetector
+
+runner = CliRunner()
+
+
+def last_json(output: str) -> dict:
+    """The command's last stdout line, parsed as strict JSON (no NaN)."""
+    return json.loads(output.strip().splitlines()[-1], parse_constant=lambda name: pytest.fail(name))
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("cli") / "data"
+    args = ["data", "generate", "--out", str(out), "--frames", "40", "--size", "64", "--seed", "3"]
+    args += ["--max-episode-steps", "16", "--scenarios", "pedestrian_crossing,slow_cyclist", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out, last_json(result.stdout)
+
+
+def test_generate_writes_both_splits(tiny_set: tuple[Path, dict]) -> None:
+    out, summary = tiny_set
+    assert summary["train_frames"] > 0 and summary["heldout_frames"] > 0
+    assert summary["frames"] == summary["train_frames"] + summary["heldout_frames"] >= 40
+    frames = load_split(out, "heldout")
+    assert frames.front.shape[1:] == (64, 64, 3) and len(frames) == summary["heldout_frames"]
+    assert {r["town"] for r in frames.records}.isdisjoint({"grid"})
+
+
+def test_generate_refuses_an_existing_data_set(tiny_set: tuple[Path, dict]) -> None:
+    out, _ = tiny_set
+    result = runner.invoke(app, ["data", "generate", "--out", str(out), "--frames", "10"])
+    assert result.exit_code == 2 and "already holds a data set" in result.output
+
+
+def test_generate_rejects_bad_frames(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "d"), "--frames", "0"])
+    assert result.exit_code == 2 and "frames" in result.output
+
+
+def test_train_then_eval_clip_and_detector(tiny_set: tuple[Path, dict], tmp_path: Path) -> None:
+    data, _ = tiny_set
+    out = tmp_path / "models"
+    args = ["models", "train", "--data", str(data), "--out", str(out), "--models", "clip,detector"]
+    args += ["--clip-epochs", "1", "--detector-epochs", "1", "--threads", "1", "--json"]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    summary = last_json(trained.stdout)
+    assert summary["aligned_clip"]["epochs"] == 1 and summary["tiny_detector"]["epochs"] == 1
+    # What was written loads through the real backends.
+    AlignedClipEncoder(out / "aligned_clip")
+    TinyDetector(out / "tiny_detector")
+    evaluated = runner.invoke(
+        app,
+        ["models", "eval", "--data", str(data), "--root", str(out), "--models", "clip,detector", "--json"],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = last_json(evaluated.stdout)
+    assert report["data"]["frames"] == tiny_set[1]["frames"]
+    assert report["aligned_clip"]["frames"] == tiny_set[1]["heldout_frames"]
+    assert 0.0 <= report["tiny_detector"]["vru_recall_30m"] <= 1.0
+    assert set(report["aligned_clip"]) >= {"bev", "front", "meets_bar"}
+
+
+def test_eval_of_the_bundled_models_on_given_data(tiny_set: tuple[Path, dict]) -> None:
+    data, _ = tiny_set
+    result = runner.invoke(app, ["models", "eval", "--data", str(data), "--models", "detector", "--json"])
+    assert result.exit_code == 0, result.output
+    report = last_json(result.stdout)
+    assert report["root"].endswith("bundled") and "aligned_clip" not in report
+    assert report["tiny_detector"]["frames"] == tiny_set[1]["heldout_frames"]
+
+
+def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    args = ["models", "train", "--out", str(out), "--models", "vlm", "--vlm-steps", "2"]
+    args += ["--vlm-windows", "6", "--vlm-batch-size", "2", "--threads", "1", "--json"]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    assert last_json(trained.stdout)["tiny_qwen3vl"]["steps"] == 2
+    evaluated = runner.invoke(
+        app, ["models", "eval", "--root", str(out), "--models", "vlm", "--vlm-windows", "4", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    result = last_json(evaluated.stdout)["tiny_qwen3vl"]
+    assert result["windows"] >= 1 and 0.0 <= result["category_accuracy"] <= 1.0
+    assert result["meets_bar"] == (result["category_accuracy"] >= 0.85)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "train", "--models", "clip,resnet"], "unknown model 'resnet'"),
+        (["models", "train", "--models", "clip"], "pass --data"),
+        (["models", "train", "--models", "vlm"], "--vlm-steps"),
+        (
+            ["models", "eval", "--models", "detector", "--root", "/nonexistent"],
+            "no tiny_detector/config.json",
+        ),
+    ],
+)
+def test_bad_options_name_the_option(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output, result.output
