@@ -51,8 +51,10 @@ def test_train_then_evaluate_both_models(tiny_data: Path, tmp_path: Path) -> Non
     json.dumps(report)
     clip = report["aligned_clip"]
     assert clip["frames"] == 19
+    assert clip["clear_road_frames"] + clip["unsafe_frames"] <= clip["frames"]
     for view in ("bev", "front"):
         assert 0.0 <= clip[view]["retrieval_accuracy"] <= 1.0
+        assert "r_static_auc_all_frames" in clip[view]
     det = report["tiny_detector"]
     assert set(det["ap50"]) == {"person", "bicycle", "car", "motorcycle"}
     assert 0.0 <= det["vru_recall_30m"] <= 1.0 and 0.0 <= det["precision"] <= 1.0
@@ -100,19 +102,16 @@ def heldout_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BEV R_static AUC is 0.81 on this held-out set (0.93 on the card's); not robustly above 0.9",
-)
 def test_shipped_image_text_model_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
+    """Unsafe frames against clear-road frames, as the issue words the bar (0.926 measured on this set)."""
     clip = heldout_report["aligned_clip"]
-    assert clip["bev"]["r_static_auc"] >= 0.9, clip
+    assert clip["bev"]["r_static_auc"] >= 0.9 and clip["meets_bar"], clip
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bundled detector misses its bar (held-out VRU recall 0.78, precision 0.71; see MODEL_CARD.md)",
+    reason="bundled detector misses its bar (this set: VRU recall 0.85, precision 0.69; see MODEL_CARD.md)",
 )
 def test_shipped_detector_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
     det = heldout_report["tiny_detector"]
