@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from drivevlm.cli import evaluation, reward, sim, train
+from drivevlm.cli import data, evaluation, models, reward, sim, train
 from drivevlm.cli.common import JsonFlag
 from drivevlm.config import ConfigError
 from drivevlm.models.base import ModelNotFoundError
@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(sim.app, name="sim")
 app.add_typer(reward.app, name="reward")
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
 evaluation.register(app)
 app.command("train")(train.train_command)
 
