@@ -5,14 +5,11 @@ Each measuring command has `--json` and then prints one JSON object as its last 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated
+import os
 
 import typer
 
-from drivevlm.cli import data, evaluation, models, reward, sim, train
-from drivevlm.cli.common import JsonFlag
+from drivevlm.cli import data, evaluation, models, quickstart, reward, sim, train
 from drivevlm.config import ConfigError
 from drivevlm.models.base import ModelNotFoundError
 
@@ -25,33 +22,12 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 evaluation.register(app)
 app.command("train")(train.train_command)
-
-
-@app.command("quickstart")
-def quickstart(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/quickstart"),
-    steps: int = 400,
-    as_json: JsonFlag = False,
-) -> None:
-    """The main job on the embedded default: drive each scripted scenario and write images and metrics."""
-    from drivevlm.sim.scenarios import SCENARIOS
-
-    results = {}
-    for name, scenario in SCENARIOS.items():
-        town = scenario.default_town or "grid"
-        config = sim.env_config(town, name, "regular", 0)
-        summary = sim.run_episode_with_images(config, out / name, steps, 20, 0)
-        results[name] = summary
-        typer.echo(
-            f"{name:>22}: {summary.get('steps', 0):4d} steps, {summary.get('distance_m', 0.0):6.1f} m, "
-            f"reason={summary.get('reason')}, events={summary['triggered']}"
-        )
-    typer.echo(f"images and summaries in {out}")
-    if as_json:
-        typer.echo(json.dumps(results, default=float))
+app.command("quickstart")(quickstart.quickstart)
 
 
 def main() -> None:
+    # One math thread per process unless the user says otherwise: envs, annotator and learner share the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         app()
     except (ConfigError, ModelNotFoundError) as error:

@@ -1,0 +1,96 @@
+"""`drivevlm quickstart`: the main job on the embedded default, sized for a laptop CPU.
+
+Trains a policy with the DriveVLM-RL preset (bundled offline reward models, asynchronous annotation),
+evaluates it on unseen routes of the training town, exports the VLM-free policy and times it.
+A short run shows the whole method working end to end; it is not a converged policy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from drivevlm.cli.common import JsonFlag, emit
+from drivevlm.cli.train import ProgressBar
+
+PRESET = Path(__file__).resolve().parents[3] / "configs" / "drivevlm_rl.yaml"
+
+
+def _decisions_per_second(policy: Any, observation: dict[str, np.ndarray], seconds: float = 1.0) -> float:
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        policy.act(observation)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Output folder (the run, evaluation and policy go here).")] = Path(
+        "out/quickstart"
+    ),
+    preset: Annotated[Path, typer.Option(help="The preset to train.")] = PRESET,
+    steps: Annotated[int, typer.Option(help="Environment steps to train.")] = 2000,
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes on unseen routes.")] = 3,
+    as_json: JsonFlag = False,
+) -> None:
+    """The main job: train the DriveVLM-RL preset briefly, evaluate it, export the VLM-free policy."""
+    from drivevlm.deploy.export import export_policy
+    from drivevlm.deploy.runtime import load_policy
+    from drivevlm.env import DriveEnv
+    from drivevlm.eval.evaluate import evaluate_run
+    from drivevlm.eval.runs import load_driver
+    from drivevlm.inspection.calibrate import load_preset
+    from drivevlm.train.trainer import train
+
+    run_dir = out / "run"
+    # Laptop sizing: fewer and smaller gradient steps than VLM-RL's 64 x 256 per 64 env steps.
+    overrides = [
+        f"train.total_timesteps={steps}",
+        f"train.sac.learning_starts={min(500, steps // 3)}",
+        "train.sac.batch_size=128",
+        "train.sac.gradient_steps=16",
+        f"train.checkpoint_interval={steps}",
+        "train.n_envs=1",
+    ]
+    data = load_preset(preset, overrides)
+    bar = ProgressBar(enabled=not as_json)
+    try:
+        summary = train(data, run_dir, resume=(run_dir / "config.yaml").exists(), progress=bar)
+    finally:
+        bar.close()
+    evaluation = evaluate_run(run_dir, "unseen_routes", episodes, max_episode_steps=600)
+
+    driver = load_driver(run_dir)
+    env = DriveEnv(driver.env_config)
+    try:
+        observation, _ = env.reset(seed=0)
+        policy_file = export_policy(
+            driver.policy,
+            driver.policy.observation_space,
+            out / "policy.onnx",
+            mask_channels=env.mask_channels,
+            waypoint_count=driver.env_config.route_waypoints,
+        )
+    finally:
+        env.close()
+    decisions = _decisions_per_second(load_policy(policy_file), observation)
+
+    metrics = evaluation["metrics"]
+    result = {
+        "run_dir": str(run_dir),
+        "train_steps": summary["steps"],
+        "train_episodes": summary["episodes"],
+        "train_collision_rate": summary["collision_rate"],
+        "train_steps_per_s": summary["steps_per_s"],
+        "lvlm_fallbacks": summary["annotator"].get("fallbacks", 0.0),
+        **{f"eval_{key}": value for key, value in metrics.items() if isinstance(value, int | float)},
+        "policy_file": str(policy_file),
+        "policy_decisions_per_s": decisions,
+    }
+    (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))
+    emit(result, as_json)
