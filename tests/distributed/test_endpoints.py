@@ -107,3 +107,16 @@ def test_bad_arguments_name_the_field() -> None:
         EndpointPoolVLM(["http://127.0.0.1:1/v1"], model="m", strategy="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="base_url"):
         EndpointPoolVLM(["ftp://x"], model="m")
+
+
+def test_pool_is_selectable_from_a_preset() -> None:
+    from drivevlm.config import build
+    from drivevlm.distributed.endpoints import EndpointPoolVLM
+    from drivevlm.rewards.build import RegistryModelFactory
+    from drivevlm.rewards.config import LVLMConfig
+
+    cfg = build(
+        LVLMConfig, {"backend": "openai_pool", "base_url": "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}
+    )
+    vlm = RegistryModelFactory().make_vlm(cfg)
+    assert isinstance(vlm, EndpointPoolVLM) and len(vlm.endpoints) == 2

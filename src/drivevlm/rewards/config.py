@@ -131,8 +131,9 @@ class DetectorConfig(Section):
 
 
 class LVLMConfig(Section):
-    # openai: any OpenAI-compatible server; qwen3vl: in-process transformers Qwen3-VL.
-    backend: Literal["openai", "qwen3vl"] = "openai"
+    # openai: any OpenAI-compatible server; openai_pool: several such servers, load-balanced
+    # (base_url a comma-separated list); qwen3vl: in-process transformers Qwen3-VL.
+    backend: Literal["openai", "openai_pool", "qwen3vl"] = "openai"
     # OpenAI-compatible server: vLLM :8000/v1, SGLang :30000/v1, Ollama :11434/v1.
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "Qwen/Qwen3-VL-2B-Instruct"
