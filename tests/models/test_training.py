@@ -116,3 +116,64 @@ def test_shipped_image_text_model_meets_its_bar_on_unseen_towns(heldout_report: 
 def test_shipped_detector_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
     det = heldout_report["tiny_detector"]
     assert det["vru_recall_30m"] >= 0.9 and det["vru_precision"] >= 0.8, det
+
+
+def test_detector_warm_start_balanced_sampling_and_validation_threshold(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    from drivevlm.models.training.evaluate import THRESHOLD_GRID
+    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+
+    train_detector(tiny_data, tmp_path / "a", DetectorTrainConfig(epochs=1, limit=None, threads=1), log=print)
+    config = DetectorTrainConfig(
+        epochs=1, limit=None, vru_boost=3.0, val_every=2, init=str(tmp_path / "a"), threads=1
+    )
+    summary = train_detector(tiny_data, tmp_path / "b", config, log=print)
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    choice = saved["threshold_choice"]
+    assert choice["validation_episodes"] and summary["train_images"] + choice["validation_frames"] == 29
+    assert saved["threshold"] == summary["threshold"] == choice["threshold"] in THRESHOLD_GRID
+    assert len(choice["sweep"]) == len(THRESHOLD_GRID)
+    assert TinyDetector(tmp_path / "b").threshold == saved["threshold"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"), [({"vru_boost": 0.0}, "vru_boost"), ({"val_every": -1}, "val_every")]
+)
+def test_detector_training_rejects_bad_sampling_options(
+    tiny_data: Path, tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+
+    with pytest.raises(ValueError, match=message):
+        train_detector(tiny_data, tmp_path, DetectorTrainConfig(epochs=1, **changes))
+
+
+def test_detector_warm_start_from_a_missing_folder_names_it(tiny_data: Path, tmp_path: Path) -> None:
+    from drivevlm.models.base import ModelNotFoundError
+    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+
+    with pytest.raises(ModelNotFoundError, match="nowhere"):
+        train_detector(tiny_data, tmp_path, DetectorTrainConfig(epochs=1, init=str(tmp_path / "nowhere")))
+
+
+def test_clip_hard_negatives_shift_and_warm_start(tiny_data: Path, tmp_path: Path) -> None:
+    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
+
+    base = ClipTrainConfig(epochs=1, limit=None, batch_size=16, threads=1)
+    train_aligned_clip(tiny_data, tmp_path / "a", base, log=print)
+    first = AlignedClipEncoder(tmp_path / "a")
+    tuned = ClipTrainConfig(
+        epochs=1,
+        limit=None,
+        batch_size=16,
+        threads=1,
+        static_weight=1.0,
+        shift_px=2,
+        init=str(tmp_path / "a"),
+    )
+    summary = train_aligned_clip(tiny_data, tmp_path / "b", tuned, log=print)
+    second = AlignedClipEncoder(tmp_path / "b")
+    assert np.isfinite(summary["final_loss"])
+    frames = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    assert not np.allclose(first.encode_images(frames), second.encode_images(frames))

@@ -75,6 +75,13 @@ def train(
         str | None, typer.Option(help="Start from these detector weights (a folder or 'bundled').")
     ] = None,
     detector_lr: float = 3e-3,
+    detector_vru_boost: Annotated[
+        float,
+        typer.Option(help="Draw frames with a pedestrian / cyclist within 30 m this many times as often."),
+    ] = 2.0,
+    detector_val_every: Annotated[
+        int, typer.Option(help="Keep every n-th training-town episode out to choose the threshold; 0: none.")
+    ] = 10,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
@@ -97,8 +104,8 @@ def train(
             epochs=detector_epochs,
             limit=detector_limit,
             lr=detector_lr,
-            vru_boost=2.0,
-            val_every=10,
+            vru_boost=detector_vru_boost,
+            val_every=detector_val_every,
             init=detector_init,
         )
         summary.update(

@@ -123,6 +123,8 @@ def train_detector(
     cfg = config or DetectorTrainConfig()
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs, batch_size: must be positive, got {cfg.epochs}, {cfg.batch_size}")
+    if cfg.vru_boost <= 0 or cfg.val_every < 0:
+        raise ValueError(f"vru_boost, val_every: need > 0 and >= 0, got {cfg.vru_boost}, {cfg.val_every}")
     set_seed_and_threads(cfg.seed, cfg.threads)
     started = time.perf_counter()
     frames = load_split(data_dir, "train", cfg.limit)
