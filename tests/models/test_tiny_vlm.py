@@ -174,8 +174,22 @@ def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
 
 
 @pytest.mark.slow
-def test_shipped_model_meets_the_held_out_bar() -> None:
-    windows = held_out_windows(HELD_OUT_WINDOWS, seed=HELD_OUT_SEED)
+@pytest.mark.parametrize(
+    "seed",
+    [
+        HELD_OUT_SEED,
+        pytest.param(
+            11,
+            marks=pytest.mark.xfail(strict=True, reason="70.6 % measured on this fresh held-out seed (card)"),
+        ),
+        pytest.param(
+            23,
+            marks=pytest.mark.xfail(strict=True, reason="83.5 % measured on this fresh held-out seed (card)"),
+        ),
+    ],
+)
+def test_shipped_model_meets_the_held_out_bar(seed: int) -> None:
+    windows = held_out_windows(HELD_OUT_WINDOWS, seed=seed)
     report = evaluate_tiny_vlm(BUNDLED_DIR, windows)
     assert report["windows"] >= 0.8 * HELD_OUT_WINDOWS
     assert report["category_accuracy"] >= 0.85, report
