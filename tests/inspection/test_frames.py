@@ -40,6 +40,11 @@ def test_samples_are_spread_over_scenarios_and_vru_scenarios_have_vulnerable_roa
     assert len({id(r.bev_rgb) for r in following}) == 3
 
 
+def test_fewer_frames_than_scenarios_takes_the_first_scenarios() -> None:
+    requests = sample_requests(BASE, ["slow_cyclist", "car_following", "pedestrian_crossing"], 2, 4, False)
+    assert len(requests) == 2
+
+
 def test_without_frames_requests_carry_signals_only() -> None:
     requests = sample_requests(BASE, ["car_following"], 3, 4, False, stride=2)
     assert len(requests) == 3

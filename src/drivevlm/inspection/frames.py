@@ -112,6 +112,8 @@ def sample_requests(
     requests: list[RewardRequest] = []
     for index, scenario in enumerate(names):
         wanted = min(share, frames - len(requests))
+        if wanted <= 0:
+            break
         taken = 0
         for episode in range(8):
             episode_seed = seed + 1000 * index + episode
