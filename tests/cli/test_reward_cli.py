@@ -124,15 +124,17 @@ def test_bad_input_is_one_error_line_naming_the_field(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
-MISSING_CLIP = "error: model 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K' not found; looked in:"
+MISSING_CLIP_ID = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+MISSING_CLIP = f"error: model '{MISSING_CLIP_ID}' not found; looked in:"
 
 
 @pytest.mark.slow
-def test_default_preset_without_weights_fails_with_the_model_not_found_message(tmp_path: Path) -> None:
-    """The console entry point in a fresh process: real model ids, offline, no such weights here."""
+def test_a_real_model_id_without_weights_fails_with_the_model_not_found_message(tmp_path: Path) -> None:
+    """The console entry point in a fresh process: a real model id, offline, no such weights here."""
     env = {**os.environ, "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("HF_HOME", None)
-    args = ["reward", "calibrate", "--config", str(CONFIGS / "drivevlm_rl.yaml"), "--frames", "2"]
+    real_clip = ["--set", "models.clip.backend=transformers", "--set", f"models.clip.model={MISSING_CLIP_ID}"]
+    args = ["reward", "calibrate", "--config", str(CONFIGS / "drivevlm_rl.yaml"), "--frames", "2", *real_clip]
     done = subprocess.run(
         [sys.executable, "-c", "from drivevlm.cli import main; main()", *args],
         capture_output=True,
