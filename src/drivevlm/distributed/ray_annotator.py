@@ -326,24 +326,6 @@ class RayAnnotator(Annotator):
             return
         self._write(job.records, [self._fallback(record) for record in job.records], fell_back=True)
 
-    def _write(self, records: list[PendingTransition], terms: list[RewardTerms], fell_back: bool) -> None:
-        accepted = self.pending.complete(records, terms, [fell_back] * len(records))
-        now = time.monotonic()
-        with self._lock:
-            self.counts["annotated"] += len(records)
-            self.counts["accepted"] += accepted
-            self.counts["stale"] += len(records) - accepted
-            self.counts["batches"] += 1
-            if fell_back:
-                self.counts["fallbacks"] += len(records)
-            self._recent.append((now, len(records)))
-            if not fell_back:
-                for term in terms:
-                    self._term_sums["final"] += term.final
-                    for name, value in term.terms.items():
-                        self._term_sums[name] += float(value)
-                self._term_n += len(terms)
-
     def stats(self) -> dict[str, float]:
         out = super().stats()
         with self._lock:

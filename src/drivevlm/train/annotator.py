@@ -173,19 +173,23 @@ class Annotator:
                     with self._lock:
                         self.counts["retries"] += 1
                     self._stop.wait(self.config.backoff_s * 2**attempt)
-        fell_back = terms is None
         if terms is None:
-            terms = [self._fallback(record) for record in batch]
-        accepted = self.pending.complete(batch, terms, [fell_back] * len(batch))
+            self._write(batch, [self._fallback(record) for record in batch], fell_back=True)
+        else:
+            self._write(batch, terms, fell_back=False)
+
+    def _write(self, records: list[PendingTransition], terms: list[RewardTerms], fell_back: bool) -> None:
+        """Write a batch's rewards through the buffer's id check and account for them."""
+        accepted = self.pending.complete(records, terms, [fell_back] * len(records))
         now = time.monotonic()
         with self._lock:
-            self.counts["annotated"] += len(batch)
+            self.counts["annotated"] += len(records)
             self.counts["accepted"] += accepted
-            self.counts["stale"] += len(batch) - accepted
+            self.counts["stale"] += len(records) - accepted
             self.counts["batches"] += 1
             if fell_back:
-                self.counts["fallbacks"] += len(batch)
-            self._recent.append((now, len(batch)))
+                self.counts["fallbacks"] += len(records)
+            self._recent.append((now, len(records)))
             if not fell_back:
                 for term in terms:
                     self._term_sums["final"] += term.final
