@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from drivevlm.atomic import write_atomic
 
 LOG_FORMAT_VERSION = 1
 
@@ -231,23 +231,11 @@ class EpisodeRecorder:
         return log
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_episode_logs(path: str | Path, logs: Iterable[EpisodeLog]) -> Path:
     """Write logs as JSON lines (one episode per line), atomically."""
     path = Path(path)
     lines = [json.dumps({"format_version": LOG_FORMAT_VERSION, **log.to_dict()}) for log in logs]
-    _atomic_write_text(path, "".join(line + "\n" for line in lines))
+    write_atomic(path, "".join(line + "\n" for line in lines))
     return path
 
 
@@ -301,7 +289,7 @@ class TrainingCurveLog:
                 self._recent.append(bool(row["collided"]))
                 self._episode = int(row["episode"]) + 1
         else:
-            _atomic_write_text(self.path, ",".join(TRAINING_LOG_COLUMNS) + "\n")
+            write_atomic(self.path, ",".join(TRAINING_LOG_COLUMNS) + "\n")
 
     def append(self, step: int, log: EpisodeLog) -> dict[str, float]:
         self._recent.append(log.collided)

@@ -8,8 +8,6 @@ means the episode ended within 5 m of the final waypoint (the env's `route_finis
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.atomic import write_atomic
 from drivevlm.config import EnvConfig
 from drivevlm.eval.episode_log import EpisodeLog, EpisodeRecorder, save_episode_logs
 from drivevlm.eval.metrics import testing_metrics
@@ -121,17 +120,8 @@ def evaluate_suite(
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
-    """Write `data` as indented JSON through a temporary file and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2, default=float) + "\n")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `data` as indented JSON, atomically."""
+    return write_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
 def evaluate_run(

@@ -12,7 +12,6 @@ import html
 import io
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivevlm.atomic import write_atomic
 from drivevlm.eval.episode_log import read_training_log
 
 Results = Mapping[str, Sequence[Mapping[str, float]]]
@@ -136,26 +136,13 @@ def table_html(results: Results, columns: Sequence[str], caption: str = "") -> s
     return f"<table>{cap}<thead><tr><th>Method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_table(
     results: Results, columns: Sequence[str], markdown_path: str | Path, csv_path: str | Path, title: str = ""
 ) -> tuple[Path, Path]:
     """Write one table as Markdown (with an optional `## title`) and as CSV, each atomically."""
     text = (f"## {title}\n\n" if title else "") + table_markdown(results, columns)
-    md = _atomic_write(Path(markdown_path), text.encode())
-    return md, _atomic_write(Path(csv_path), table_csv(results, columns).encode())
+    md = write_atomic(Path(markdown_path), text.encode())
+    return md, write_atomic(Path(csv_path), table_csv(results, columns).encode())
 
 
 def write_training_table(
@@ -233,7 +220,7 @@ def plot_training_curves(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return _atomic_write(Path(path), buffer.getvalue())
+    return write_atomic(Path(path), buffer.getvalue())
 
 
 _STYLE = (
@@ -278,4 +265,4 @@ def write_html_report(
             parts.append(f"<video controls muted src='{html.escape(Path(rel).as_posix())}'></video>")
         parts.append("</div>")
     parts.append("</body></html>\n")
-    return _atomic_write(path, "".join(parts).encode())
+    return write_atomic(path, "".join(parts).encode())

@@ -8,8 +8,6 @@ reward terms is reported instead, so the command answers "what does this reward 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
 from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
 from drivevlm.rewards.build import ModelFactory, build_reward
@@ -112,19 +111,6 @@ def run_calibration(
         "scored_frames_per_s": len(requests) / max(scored - sampled, 1e-9),
     }
     return result
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_calibrated_config(data: dict[str, Any], result: dict[str, Any], path: Path) -> Path:

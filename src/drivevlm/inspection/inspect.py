@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError
-from drivevlm.inspection.calibrate import env_section, write_atomic
+from drivevlm.inspection.calibrate import env_section
 from drivevlm.inspection.frames import SteppedRequest, drive_episode, scenario_env_config
 from drivevlm.models.base import Detection, Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.models.detectors.coco import canonical_class

@@ -170,7 +170,7 @@ front frame, bird's-eye view.</p>
 def write_report(
     path: Path, summary: dict[str, Any], columns: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> Path:
-    from drivevlm.inspection.calibrate import write_atomic
+    from drivevlm.atomic import write_atomic
 
     write_atomic(path, render_report(summary, columns, rows).encode())
     return path

@@ -20,19 +20,10 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from drivevlm.atomic import write_atomic
+
 LATEST = "latest.json"
 KEEP = 2
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def rng_state(model: Any) -> dict[str, Any]:

@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+
+from drivevlm.atomic import write_atomic
+
+
+def test_writes_bytes_and_text_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "file.json"
+    write_atomic(target, b"old")
+    assert write_atomic(target, "new ✓") == target
+    assert target.read_text(encoding="utf-8") == "new ✓"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    write_atomic(target, "old")
+    with pytest.raises(TypeError):
+        write_atomic(target, 42)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
