@@ -78,17 +78,17 @@ def train(
     detector_vru_boost: Annotated[
         float,
         typer.Option(help="Draw frames with a pedestrian / cyclist within 30 m this many times as often."),
-    ] = 2.0,
+    ] = 1.0,
     detector_val_every: Annotated[
         int, typer.Option(help="Keep every n-th training-town episode out to choose the threshold; 0: none.")
-    ] = 10,
+    ] = 0,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
     vlm_batch_size: int = 16,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train the chosen models with the recipes of their model cards (options scale them down)."""
+    """Train the chosen models; the defaults are the recipes of the shipped models' cards."""
     from drivevlm.models.training.evaluate import train_models
     from drivevlm.models.training.train_aligned_clip import ClipTrainConfig
     from drivevlm.models.training.train_detector import DetectorTrainConfig
