@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR="${YOLO_CONFIG_DIR:-$PWD/.cache/ultralytics}"
 export MPLBACKEND=Agg
 
-extras="${DRIVEVLM_EXTRAS:-hf,server,deploy,dev,carla,ray}"
+extras="${DRIVEVLM_EXTRAS:-hf,deploy,dev,carla,ray}"
 constraints=constraints/default.txt
 case ",$extras," in *,vision,*) constraints=constraints/vision.txt ;; esac
 stamp=.venv/.installed-"${extras//,/_}"
