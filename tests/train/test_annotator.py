@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from rewards_for_tests import SignalsReward
 from toy_env import ToyDriveEnv
 
@@ -115,3 +116,46 @@ def test_request_windows_hold_k_plus_1_frames_and_restart_with_each_episode() ->
         assert request.bev_rgb is info["frames"]["bev_rgb"]
     # Frames are stamped with their step; the window restarts from the reset frame (0).
     assert steps == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [0, 0, 1], [0, 1, 2]]
+
+
+def _trickle(pending: PendingRewards, requests: list[RewardRequest], gap_s: float) -> None:
+    for i, request in enumerate(requests):
+        pending.put([PendingTransition(i, request, 0.0)])
+        time.sleep(gap_s)
+
+
+def test_a_short_batch_lingers_to_fill_instead_of_calling_per_step() -> None:
+    reward = SignalsReward()
+    pending = PendingRewards(1000)
+    sink = _Sink()
+    pending.attach(sink)
+    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8), linger_s=0.5)
+    annotator.start()
+    try:
+        # One step every 10 ms: without lingering each step would be its own reward call.
+        _trickle(pending, _requests(8), 0.01)
+        assert pending.wait_empty(timeout=5)
+    finally:
+        annotator.close()
+    assert sorted(sink.rewards) == list(range(8))
+    assert annotator.stats()["batches"] == 1 and reward.calls == 1
+
+
+def test_no_linger_annotates_each_step_as_it_arrives() -> None:
+    reward = SignalsReward()
+    pending = PendingRewards(1000)
+    pending.attach(_Sink())
+    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8), linger_s=0.0)
+    annotator.start()
+    try:
+        _trickle(pending, _requests(8), 0.05)
+        assert pending.wait_empty(timeout=5)
+    finally:
+        annotator.close()
+    assert annotator.stats()["batches"] >= 4
+
+
+def test_linger_must_be_a_finite_non_negative_time() -> None:
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="linger_s"):
+            Annotator(PendingRewards(10), SignalsReward(), linger_s=bad)
