@@ -62,7 +62,7 @@ class ProgressBar:
             episodes=int(snapshot["episodes"]),
             collisions=f"{snapshot['collision_rate']:.0%}",
             lag=int(snapshot["annotator_steps_behind"]),
-            eta=time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?",
+            eta=time.strftime("%H:%M:%S", time.gmtime(max(eta, 0.0))) if math.isfinite(eta) else "?",
             refresh=False,
         )
         self._bar.refresh()
