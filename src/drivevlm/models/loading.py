@@ -97,6 +97,22 @@ def resolve_hf_file(
     raise ModelNotFoundError(repo, searched, hint=DOWNLOAD_HINT.format(repo=repo))
 
 
+def resolve_bundled_dir(model: str | Path, bundled_dir: Path, bundled_names: tuple[str, ...]) -> Path:
+    """The folder of one of our own small models: the bundled one by name, or a folder the user trained.
+
+    Such a folder holds `model.safetensors` and `config.json`; anything else is a ModelNotFoundError.
+    """
+    text = str(model)
+    folder = bundled_dir if text in bundled_names else Path(text).expanduser()
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            text,
+            [folder.resolve()],
+            hint="expected model.safetensors and config.json (train one with `drivevlm models train`)",
+        )
+    return folder
+
+
 def resolve_device(device: str) -> torch.device:
     """Parse a device name, failing clearly when CUDA is asked for but absent."""
     try:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional
 
 from drivevlm.models.base import ModelNotFoundError, check_images
+from drivevlm.models.loading import resolve_bundled_dir
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "aligned_clip"
 BUNDLED_NAMES = ("bundled", "drivevlm/aligned-clip")
@@ -148,15 +149,7 @@ def images_to_tensor(batch: np.ndarray, device: torch.device | str = "cpu") -> t
 
 
 def resolve_aligned_dir(model: str | Path) -> Path:
-    text = str(model)
-    folder = BUNDLED_DIR if text in BUNDLED_NAMES else Path(text).expanduser()
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ModelNotFoundError(
-            text,
-            [folder.resolve()],
-            hint="expected model.safetensors and config.json (train one with `drivevlm models train`)",
-        )
-    return folder
+    return resolve_bundled_dir(model, BUNDLED_DIR, BUNDLED_NAMES)
 
 
 def load_image_tower(folder: Path, device: str = "cpu") -> tuple[ImageTower, dict[str, Any]]:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from drivevlm.models.base import Detection, ModelNotFoundError, check_images
+from drivevlm.models.base import Detection, check_images
+from drivevlm.models.loading import resolve_bundled_dir
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "tiny_detector"
 BUNDLED_NAMES = ("bundled", "drivevlm/tiny-detector")
@@ -96,15 +97,7 @@ def decode(
 
 
 def resolve_detector_dir(model: str | Path) -> Path:
-    text = str(model)
-    folder = BUNDLED_DIR if text in BUNDLED_NAMES else Path(text).expanduser()
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ModelNotFoundError(
-            text,
-            [folder.resolve()],
-            hint="expected model.safetensors and config.json (train one with `drivevlm models train`)",
-        )
-    return folder
+    return resolve_bundled_dir(model, BUNDLED_DIR, BUNDLED_NAMES)
 
 
 def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet, dict[str, Any]]:
