@@ -188,8 +188,9 @@ class DynamicPathway:
         goals = [""] * n
         fallbacks = [""] * n
         opened = np.flatnonzero(gate).tolist()
-        self.stats["frames"] += n
-        self.stats["gate_open"] += len(opened)
+        with self._lock:
+            self.stats["frames"] += n
+            self.stats["gate_open"] += len(opened)
         if opened:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(opened))) as pool:
                 for i, (goal, reason) in zip(
