@@ -129,7 +129,7 @@ def test_a_short_batch_lingers_to_fill_instead_of_calling_per_step() -> None:
     pending = PendingRewards(1000)
     sink = _Sink()
     pending.attach(sink)
-    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8), linger_s=0.5)
+    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8, linger_s=0.5))
     annotator.start()
     try:
         # One step every 10 ms: without lingering each step would be its own reward call.
@@ -145,7 +145,7 @@ def test_no_linger_annotates_each_step_as_it_arrives() -> None:
     reward = SignalsReward()
     pending = PendingRewards(1000)
     pending.attach(_Sink())
-    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8), linger_s=0.0)
+    annotator = Annotator(pending, reward, AnnotatorConfig(batch_size=8, linger_s=0.0))
     annotator.start()
     try:
         _trickle(pending, _requests(8), 0.05)
@@ -156,6 +156,8 @@ def test_no_linger_annotates_each_step_as_it_arrives() -> None:
 
 
 def test_linger_must_be_a_finite_non_negative_time() -> None:
+    from drivevlm.config import ConfigError, build
+
     for bad in (-0.1, float("nan")):
-        with pytest.raises(ValueError, match="linger_s"):
-            Annotator(PendingRewards(10), SignalsReward(), linger_s=bad)
+        with pytest.raises(ConfigError, match="linger_s"):
+            build(AnnotatorConfig, {"linger_s": bad}, "train.annotator")

@@ -90,19 +90,13 @@ class Annotator:
         backend: AnnotatorBackend | RewardFunction,
         config: AnnotatorConfig | None = None,
         n_envs: int = 1,
-        linger_s: float = 0.2,
     ) -> None:
-        if not (math.isfinite(linger_s) and linger_s >= 0):
-            raise ValueError(f"linger_s: expected a finite number of seconds >= 0, got {linger_s}")
         self.pending = pending
         self.backend: AnnotatorBackend = (
             backend if isinstance(backend, AnnotatorBackend) else LocalBackend(backend)  # type: ignore[arg-type]
         )
         self.config = config or AnnotatorConfig()
         self.n_envs = n_envs
-        # How long a thread waits for a short batch to fill: one step per reward call (what collection
-        # at a few dozen steps/s gives without it) pays the models' per-call cost on every frame.
-        self.linger_s = linger_s
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -143,7 +137,7 @@ class Annotator:
 
     def _fill(self, batch: list[PendingTransition]) -> list[PendingTransition]:
         """Top a short batch up with transitions collected within `linger_s` (async mode only)."""
-        deadline = time.monotonic() + self.linger_s
+        deadline = time.monotonic() + self.config.linger_s
         while len(batch) < self.config.batch_size and not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:

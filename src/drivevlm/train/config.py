@@ -71,6 +71,9 @@ class PolicyConfig(Section):
 class AnnotatorConfig(Section):
     # Transitions per reward-function call.
     batch_size: int = Field(64, ge=1)
+    # Async mode: how long a short batch waits to fill. One step per reward call (what collection at a few
+    # dozen steps/s gives without it) pays the models' per-call cost on every frame.
+    linger_s: float = Field(0.2, ge=0, allow_inf_nan=False)
     # Threads pulling batches; the reward function does its own LVLM concurrency, so 1 is usually enough.
     workers: int = Field(1, ge=1, le=64)
     # A failing batch is retried this many times, waiting backoff_s·2^k, then falls back.
