@@ -11,6 +11,7 @@ def test_writes_bytes_and_text_and_leaves_no_temporary_files(tmp_path: Path) -> 
     assert write_atomic(target, "new ✓") == target
     assert target.read_text(encoding="utf-8") == "new ✓"
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.json"]
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:

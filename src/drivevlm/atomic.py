@@ -18,6 +18,8 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
             out.write(payload)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp creates files readable by the owner only; a written result is an ordinary file.
+        Path(temporary).chmod(0o644)
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import front_boxes
 from drivevlm.data.describe import describe_bev, describe_front
 from drivevlm.data.risk import describe_risk
@@ -45,19 +46,6 @@ DENSITIES = ("regular", "dense", "empty")
 
 def split_of_town(town: str) -> str:
     return "train" if town == TRAINING_TOWN else "heldout"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
@@ -102,7 +90,7 @@ class _ShardWriter:
         lines = "".join(
             json.dumps({**r, "shard": name, "index": i}) + "\n" for i, r in enumerate(self.records)
         )
-        atomic_write_bytes(folder / f"{name}.jsonl", lines.encode())
+        write_atomic(folder / f"{name}.jsonl", lines.encode())
         self.frames += len(self.records)
         self.shards += 1
         self.bev, self.front, self.records = [], [], []
@@ -303,5 +291,5 @@ def generate_dataset(
         "seconds": round(time.perf_counter() - started, 1),
         "episodes": episodes,
     }
-    atomic_write_bytes(root / "dataset.json", json.dumps(manifest, indent=1).encode())
+    write_atomic(root / "dataset.json", json.dumps(manifest, indent=1).encode())
     return manifest

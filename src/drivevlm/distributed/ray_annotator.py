@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -29,7 +28,7 @@ from typing import Any
 from drivevlm.distributed.cluster import import_ray
 from drivevlm.distributed.config import RayConfig
 from drivevlm.rewards.base import RewardFunction, RewardRequest, RewardTerms
-from drivevlm.train.annotator import Annotator, InvalidRewardError, reward_counters
+from drivevlm.train.annotator import Annotator, check_terms, reward_counters
 from drivevlm.train.buffer import PendingRewards, PendingTransition
 from drivevlm.train.config import AnnotatorConfig
 
@@ -56,7 +55,7 @@ class RewardWorker:
 
     def annotate(self, ids: Sequence[int], requests: Sequence[RewardRequest]) -> AnnotationResult:
         try:
-            terms = checked_terms(self.reward_fn(requests), len(requests))
+            terms = check_terms(self.reward_fn(requests), len(requests))
         except Exception as error:
             return AnnotationResult(list(ids), None, f"{type(error).__name__}: {error}", self.counters())
         return AnnotationResult(list(ids), terms, None, self.counters())
@@ -68,17 +67,6 @@ class RewardWorker:
         close = getattr(self.reward_fn, "close", None)
         if callable(close):
             close()
-
-
-def checked_terms(terms: Any, n: int) -> list[RewardTerms]:
-    """One finite RewardTerms per request, or InvalidRewardError."""
-    if not isinstance(terms, list | tuple) or len(terms) != n:
-        size = len(terms) if isinstance(terms, list | tuple) else type(terms).__name__
-        raise InvalidRewardError(f"reward function returned {size} results for {n} requests")
-    for term in terms:
-        if not isinstance(term, RewardTerms) or not math.isfinite(float(term.final)):
-            raise InvalidRewardError(f"reward function returned an invalid result {term!r}")
-    return list(terms)
 
 
 class AnnotatorPool:

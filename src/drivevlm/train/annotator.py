@@ -71,7 +71,7 @@ class InvalidRewardError(ValueError):
     """The reward function returned something that is not one finite RewardTerms per request."""
 
 
-def _check_terms(terms: Any, n: int) -> list[RewardTerms]:
+def check_terms(terms: Any, n: int) -> list[RewardTerms]:
     if not isinstance(terms, list | tuple) or len(terms) != n:
         size = len(terms) if isinstance(terms, list | tuple) else type(terms).__name__
         raise InvalidRewardError(f"reward function returned {size} results for {n} requests")
@@ -170,7 +170,7 @@ class Annotator:
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             try:
-                terms = _check_terms(self.backend.annotate(requests), len(requests))
+                terms = check_terms(self.backend.annotate(requests), len(requests))
                 break
             except Exception as error:
                 with self._lock:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
-from drivevlm.data.generate import atomic_write_bytes
 from drivevlm.models.detectors.tiny import CLASSES, STRIDE, TinyCenterNet
 from drivevlm.models.training.common import save_weights, set_seed_and_threads, write_json
 
@@ -231,9 +231,9 @@ def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = 
                         f"{CLASSES.index(gt['label'])} {centre[0]:.6f} {centre[1]:.6f} "
                         f"{extent[0]:.6f} {extent[1]:.6f}\n"
                     )
-                atomic_write_bytes(root / "labels" / yolo_split / f"{name}.txt", "".join(lines).encode())
+                write_atomic(root / "labels" / yolo_split / f"{name}.txt", "".join(lines).encode())
     names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
     data_yaml = root / "data.yaml"
     text = f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}"
-    atomic_write_bytes(data_yaml, text.encode())
+    write_atomic(data_yaml, text.encode())
     return data_yaml
