@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from typer.testing import CliRunner
 
 from drivevlm.cli import app
-from drivevlm.config import EnvConfig
+from drivevlm.config import EnvConfig, apply_overrides
 from drivevlm.train.config import train_section
 from drivevlm.train.trainer import (
     _default_env_factory,
@@ -23,51 +23,25 @@ from drivevlm.train.trainer import (
     make_model,
     make_vec_env,
 )
+from support.training import SMALL_TRAINING
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-SMALL = {
-    "algo": "sac",
-    "executor": "ray",
-    "n_envs": 2,
-    "seed": 5,
-    "log_interval": 32,
-    "backlog_limit": 256,
-    "sac": {
-        "learning_starts": 64,
-        "batch_size": 16,
-        "train_freq": 32,
-        "gradient_steps": 2,
-        "buffer_size": 2000,
-        "net_arch": [32, 32],
-    },
-    "policy": {"cnn_channels": [8, 16], "cnn_kernels": [5, 3], "cnn_strides": [4, 2], "bev_features": 32},
-    "ray": {"num_annotators": 1, "runner": {"num_cpus": 0.5}, "annotator": {"num_cpus": 0.25}},
-}
+RAY_SETTINGS = (
+    "train.n_envs=2",
+    "train.ray.num_annotators=1",
+    "train.ray.runner.num_cpus=0.5",
+    "train.ray.annotator.num_cpus=0.25",
+)
+SMALL = apply_overrides(
+    {},
+    [*SMALL_TRAINING, *RAY_SETTINGS, "train.algo=sac", "train.executor=ray", "train.backlog_limit=256"],
+)["train"]
 
 
 def _sets() -> list[str]:
-    flat = [
-        "env.density=empty",
-        "train.n_envs=2",
-        "train.ray.num_annotators=1",
-        "train.ray.runner.num_cpus=0.5",
-        "train.ray.annotator.num_cpus=0.25",
-        "train.seed=5",
-        "train.log_interval=32",
-        "train.sac.learning_starts=64",
-        "train.sac.batch_size=16",
-        "train.sac.train_freq=32",
-        "train.sac.gradient_steps=2",
-        "train.sac.buffer_size=2000",
-        "train.sac.net_arch=[32,32]",
-        "train.policy.cnn_channels=[8,16]",
-        "train.policy.cnn_kernels=[5,3]",
-        "train.policy.cnn_strides=[4,2]",
-        "train.policy.bev_features=32",
-    ]
-    return [part for item in flat for part in ("--set", item)]
+    return [part for item in (*SMALL_TRAINING, *RAY_SETTINGS) for part in ("--set", item)]
 
 
 def test_cli_trains_with_runner_and_annotator_actors_then_resumes(ray_local: Any, tmp_path: Path) -> None:

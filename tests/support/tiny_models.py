@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drivevlm.models.training.train_tiny_vlm import CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
+
 
 def _byte_level_vocab() -> list[str]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -83,27 +85,6 @@ def build_tiny_clip(folder: Path, real_vocabulary: bool = False) -> Path:
     return folder
 
 
-QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-
-# A minimal chat template in the Qwen3-VL Instruct format (images first, then the text of each turn).
-TINY_QWEN_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'text' %}{{ part['text'] }}"
-    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 def build_tiny_qwen3vl(folder: Path, chat_template: bool = True) -> Path:
     """A randomly initialised Qwen3-VL with a byte-level Qwen2 tokenizer and Qwen2-VL image processor."""
     import torch
@@ -120,7 +101,7 @@ def build_tiny_qwen3vl(folder: Path, chat_template: bool = True) -> Path:
     tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS[1:])})
     tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
     if chat_template:
-        tokenizer.chat_template = TINY_QWEN_CHAT_TEMPLATE
+        tokenizer.chat_template = CHAT_TEMPLATE
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
     config = Qwen3VLConfig(
         text_config={

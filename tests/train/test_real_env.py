@@ -21,23 +21,10 @@ from drivevlm.config import EnvConfig
 from drivevlm.train.config import TrainConfig
 from drivevlm.train.trainer import _default_env_factory, make_vec_env, train
 from support.chat_server import ChatServer, Reply
+from support.training import SMALL_TRAINING
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-SMALL = [
-    "env.density=empty",
-    "train.seed=5",
-    "train.log_interval=32",
-    "train.sac.learning_starts=64",
-    "train.sac.batch_size=16",
-    "train.sac.train_freq=32",
-    "train.sac.gradient_steps=2",
-    "train.sac.buffer_size=2000",
-    "train.sac.net_arch=[32,32]",
-    "train.policy.cnn_channels=[8,16]",
-    "train.policy.cnn_kernels=[5,3]",
-    "train.policy.cnn_strides=[4,2]",
-    "train.policy.bev_features=32",
-]
+SMALL = list(SMALL_TRAINING)
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
