@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from drivevlm.models.base import Detection
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.rewards.synthesis import final_reward, shaping_terms
 
@@ -187,7 +188,7 @@ def bundled_reward(base_url: str, gate_rate: float) -> tuple[Any, int]:
         def make_detector(self, cfg: Any) -> Any:
             return StepHashGateDetector(super().make_detector(cfg), gate_rate)
 
-    data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "drivevlm_rl.yaml").read_text())
+    data: dict[str, Any] = yaml.safe_load((PRESETS_DIR / "drivevlm_rl.yaml").read_text())
     data["models"] = {
         "clip": {"backend": "aligned", "model": "bundled"},
         "detector": {"backend": "tiny", "model": "bundled", "threshold": 0.25},

@@ -1,7 +1,7 @@
 """Typed configuration. Every invalid value is an error that names its field.
 
 Each section is a pydantic model with `extra="forbid"`, so a misspelt key is an error too.
-YAML presets in `configs/` are loaded with `load_config`; `--set a.b=value` overrides apply on top.
+YAML presets (`drivevlm.presets`, or any file) are read by `read_yaml`; `--set a.b=value` overrides apply.
 """
 
 from __future__ import annotations

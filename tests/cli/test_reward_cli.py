@@ -15,10 +15,10 @@ import yaml
 from typer.testing import CliRunner
 
 from drivevlm.cli import app, main
+from drivevlm.presets import PRESETS_DIR
 from support.chat_server import ChatServer, Reply
 from support.tiny_presets import GOAL, server_lvlm, tiny_preset, write_preset
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()
 
 
@@ -83,7 +83,7 @@ def test_inspect_on_tiny_models_with_in_process_qwen3vl(
 
 
 def test_baseline_preset_works_without_frames_or_models(tmp_path: Path) -> None:
-    config = str(CONFIGS / "chen_sac.yaml")
+    config = str(PRESETS_DIR / "chen_sac.yaml")
     calibrated = runner.invoke(
         app, ["reward", "calibrate", "--config", config, "--frames", "4", "--scenarios", "car_following"]
     )
@@ -117,7 +117,7 @@ def test_bad_input_is_one_error_line_naming_the_field(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     write_preset(tmp_path / "nope.yaml", {"reward": {"preset": "nope"}})
-    args = [a.format(tmp=tmp_path, chen=CONFIGS / "chen_sac.yaml") for a in args]
+    args = [a.format(tmp=tmp_path, chen=PRESETS_DIR / "chen_sac.yaml") for a in args]
     code, _, err = run_main(args, monkeypatch, capsys)
     assert code == 2
     lines = err.strip().splitlines()
@@ -134,7 +134,7 @@ def test_a_real_model_id_without_weights_fails_with_the_model_not_found_message(
     env = {**os.environ, "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("HF_HOME", None)
     real_clip = ["--set", "models.clip.backend=transformers", "--set", f"models.clip.model={MISSING_CLIP_ID}"]
-    args = ["reward", "calibrate", "--config", str(CONFIGS / "drivevlm_rl.yaml"), "--frames", "2", *real_clip]
+    args = ["reward", "calibrate", "--config", "drivevlm_rl", "--frames", "2", *real_clip]
     done = subprocess.run(
         [sys.executable, "-c", "from drivevlm.cli import main; main()", *args],
         capture_output=True,

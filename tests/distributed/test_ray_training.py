@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import EnvConfig, apply_overrides
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.train.config import train_section
 from drivevlm.train.trainer import (
     _default_env_factory,
@@ -27,7 +28,6 @@ from support.training import SMALL_TRAINING
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RAY_SETTINGS = (
     "train.n_envs=2",
     "train.ray.num_annotators=1",
@@ -47,7 +47,7 @@ def _sets() -> list[str]:
 def test_cli_trains_with_runner_and_annotator_actors_then_resumes(ray_local: Any, tmp_path: Path) -> None:
     run = tmp_path / "run"
     runner = CliRunner()
-    args = ["train", "--config", str(CONFIGS / "chen_sac.yaml"), "--executor", "ray", *_sets()]
+    args = ["train", "--config", str(PRESETS_DIR / "chen_sac.yaml"), "--executor", "ray", *_sets()]
     args += ["--run-dir", str(run), "--json"]
     args += ["--set", "train.total_timesteps=128", "--set", "train.checkpoint_interval=64"]
     result = runner.invoke(app, args)

@@ -9,11 +9,11 @@ import yaml
 
 from drivevlm.config import ConfigError
 from drivevlm.inspection.calibrate import load_preset, run_calibration, write_calibrated_config
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.config import reward_sections
 from support.chat_server import ChatServer, Reply
 from support.tiny_presets import GOAL, server_lvlm, tiny_preset
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DISTRIBUTION_KEYS = {"count", "mean", "std", "min", "p5", "p25", "p50", "p75", "p95", "max"}
 
 
@@ -63,7 +63,7 @@ def test_write_puts_the_suggested_theta_into_a_copy_of_the_config(
 
 
 def test_baseline_preset_needs_no_frames_and_reports_its_terms() -> None:
-    result = run_calibration(load_preset(CONFIGS / "chen_sac.yaml"), frames=6, scenarios=["car_following"])
+    result = run_calibration(load_preset("chen_sac"), frames=6, scenarios=["car_following"])
     assert result["needs_frames"] is False and result["frames"] == 6
     assert {"r_collision", "v_lon", "r_fast", "r_out", "r_steer", "r_lat"} <= set(result["terms"])
     assert result["terms"]["v_lon"]["count"] == 6 and result["final"]["count"] == 6
@@ -73,7 +73,7 @@ def test_baseline_preset_needs_no_frames_and_reports_its_terms() -> None:
 
 
 def test_oracle_preset_is_labelled() -> None:
-    data = load_preset(CONFIGS / "drivevlm_rl_oracle.yaml", ["reward.oracle.vru_gate_range_m=40"])
+    data = load_preset(PRESETS_DIR / "drivevlm_rl_oracle.yaml", ["reward.oracle.vru_gate_range_m=40"])
     result = run_calibration(data, frames=4, scenarios=["slow_cyclist"], stride=2)
     assert result["oracle"] is True and result["preset"] == "drivevlm_rl_oracle"
     assert result["terms"]["oracle"]["mean"] == 1.0

@@ -1,4 +1,4 @@
-"""Presets default to the bundled models; configs/real_models/ switch to real weights by config alone."""
+"""Presets default to the bundled models; the real_models/ presets switch to real weights by config alone."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from typer.testing import CliRunner
 
 from drivevlm.config import EnvConfig, build, read_yaml
 from drivevlm.models.registry import BUNDLED_VLM_DIR, make_vlm
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.config import reward_sections
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FULL = ("drivevlm_rl", "drivevlm_rl_no_collision_penalty")
 CLIP_ONLY = ("vlm_rl", "vlm_rl_no_collision_penalty", "lord", "lord_speed", "vlm_rm", "vlm_sr", "roboclip")
-REAL = sorted((CONFIGS / "real_models").glob("*.yaml"))
+REAL = sorted((PRESETS_DIR / "real_models").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", FULL + CLIP_ONLY)
 def test_presets_use_the_bundled_models(name: str) -> None:
-    reward, models = reward_sections(read_yaml(CONFIGS / f"{name}.yaml"))
+    reward, models = reward_sections(read_yaml(PRESETS_DIR / f"{name}.yaml"))
     assert (models.clip.backend, models.clip.model) == ("aligned", "bundled")
     if name in FULL:
         assert (models.detector.backend, models.detector.model) == ("tiny", "bundled")
@@ -44,7 +44,7 @@ def test_real_model_configs_validate_and_name_real_weights(path: Path) -> None:
     reward, models = reward_sections(data)
     assert models.clip.backend in ("transformers", "open_clip") and "bundled" not in models.clip.model
     bundled_name = path.stem.replace("_yolo_inprocess", "")
-    bundled_reward, _ = reward_sections(read_yaml(CONFIGS / f"{bundled_name}.yaml"))
+    bundled_reward, _ = reward_sections(read_yaml(PRESETS_DIR / f"{bundled_name}.yaml"))
     assert reward.preset == bundled_reward.preset
     if reward.preset in ("drivevlm_rl", "vlm_rl"):
         assert (reward.theta_min, reward.theta_max) == (-0.03, 0.0)
@@ -71,7 +71,7 @@ def test_calibrate_runs_the_default_preset_on_the_bundled_models(
     from drivevlm.cli import app
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    args = ["reward", "calibrate", "--config", str(CONFIGS / "drivevlm_rl.yaml"), "--frames", "20", "--json"]
+    args = ["reward", "calibrate", "--config", "drivevlm_rl", "--frames", "20", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""The `reward:`/`models:` config sections and every preset in configs/."""
+"""The `reward:`/`models:` config sections and every shipped preset (drivevlm.presets)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from drivevlm.config import ConfigError, EnvConfig, build, read_yaml
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.build import InjectedModels, build_reward
 from drivevlm.rewards.config import ModelsConfig, RewardConfig, reward_sections
 from drivevlm.rewards.registry import preset_names
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+PRESET_FILES = sorted(PRESETS_DIR.glob("*.yaml"))
 PAPER_PRESETS = {
     "drivevlm_rl", "vlm_rl", "tirl_sac", "chen_sac", "asap_ppo", "chatscene_ppo", "chatscene_sac", "revolve",
     "revolve_auto", "vlm_sr", "roboclip", "vlm_rm", "lord", "lord_speed", "drivevlm_rl_no_collision_penalty",
@@ -20,10 +21,10 @@ PAPER_PRESETS = {
 
 
 def test_every_method_has_a_preset_file() -> None:
-    assert {path.stem for path in CONFIGS} >= PAPER_PRESETS
+    assert {path.stem for path in PRESET_FILES} >= PAPER_PRESETS
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PRESET_FILES, ids=lambda p: p.stem)
 def test_preset_files_validate_and_cite_their_source(path: Path) -> None:
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith("# ") and len(first_line) > 30
@@ -39,7 +40,7 @@ def test_preset_files_validate_and_cite_their_source(path: Path) -> None:
 
 def test_no_collision_penalty_presets_set_zero() -> None:
     for stem in ("drivevlm_rl_no_collision_penalty", "vlm_rl_no_collision_penalty"):
-        reward, _ = reward_sections(read_yaml(next(p for p in CONFIGS if p.stem == stem)))
+        reward, _ = reward_sections(read_yaml(next(p for p in PRESET_FILES if p.stem == stem)))
         assert reward.collision_penalty == 0.0
 
 

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import EnvConfig
+from drivevlm.presets import PRESETS_DIR
 from drivevlm.train.config import TrainConfig
 from drivevlm.train.trainer import _default_env_factory, make_vec_env, train
 from support.chat_server import ChatServer, Reply
 from support.training import SMALL_TRAINING
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMALL = list(SMALL_TRAINING)
 
 
@@ -41,7 +41,7 @@ def test_cli_trains_chen_on_the_embedded_env_then_resumes(tmp_path: Path) -> Non
     code, out, err = _cli(
         "train",
         "--config",
-        str(CONFIGS / "chen_sac.yaml"),
+        str(PRESETS_DIR / "chen_sac.yaml"),
         *_sets("train.total_timesteps=128", "train.checkpoint_interval=64"),
         "--run-dir",
         str(run),
@@ -77,7 +77,7 @@ def test_cli_trains_chen_on_the_embedded_env_then_resumes(tmp_path: Path) -> Non
 )
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     code, _out, err = _cli(
-        "train", "--config", str(CONFIGS / "chen_sac.yaml"), *args, "--run-dir", str(tmp_path / "r")
+        "train", "--config", str(PRESETS_DIR / "chen_sac.yaml"), *args, "--run-dir", str(tmp_path / "r")
     )
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and message in err
@@ -95,7 +95,7 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
     and the LVLM's answers are used again once the server recovers."""
     script = [Reply()] * 40 + [Reply(status=503)] * 30 + [Reply(raw=b"<html>oops")] * 30
     script += [Reply(delay_s=1.5)] * 20 + [Reply("A cyclist is crossing ahead")]
-    data = yaml.safe_load((CONFIGS / "drivevlm_rl.yaml").read_text())
+    data = yaml.safe_load((PRESETS_DIR / "drivevlm_rl.yaml").read_text())
     with ChatServer(script, lifetime_s=300) as server:
         data["env"].update({"scenario": "pedestrian_crossing", "rgb_size": 96})
         data["models"] = {
@@ -158,7 +158,7 @@ def test_kill_9_during_real_training_then_resume(tmp_path: Path) -> None:
     args = [
         "train",
         "--config",
-        str(CONFIGS / "chen_sac.yaml"),
+        str(PRESETS_DIR / "chen_sac.yaml"),
         *_sets("train.total_timesteps=100000", "train.checkpoint_interval=64"),
         "--run-dir",
         str(run),

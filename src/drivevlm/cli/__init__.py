@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from drivevlm.cli import data, evaluation, models, quickstart, reward, sim, train
+from drivevlm.cli import data, evaluation, models, presets, quickstart, reward, sim, train
 from drivevlm.config import ConfigError
 from drivevlm.models.base import ModelNotFoundError
 
@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 evaluation.register(app)
 app.command("train")(train.train_command)
 app.command("quickstart")(quickstart.quickstart)
+app.command("presets")(presets.presets_command)
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def evaluate(
 
 @_clean_errors
 def benchmark(
-    methods: Annotated[str, typer.Option(help="Comma-separated presets (configs/<name>.yaml).")] = (
+    methods: Annotated[str, typer.Option(help="Comma-separated preset names (`drivevlm presets`).")] = (
         "drivevlm_rl,vlm_rl,chen_sac,tirl_sac"
     ),
     seeds: int = 3,
@@ -100,7 +100,7 @@ def benchmark(
     experiment: Annotated[
         str, typer.Option(help="main (Tables 1-2) or no_collision_penalty (Tables 3-4).")
     ] = "main",
-    configs: Annotated[Path | None, typer.Option(help="Folder of preset YAMLs (default: configs/).")] = None,
+    configs: Annotated[Path | None, typer.Option(help="Folder of preset YAMLs (default: shipped).")] = None,
     eval_max_steps: Annotated[int | None, typer.Option(help="Step limit per evaluation episode.")] = None,
     as_json: JsonFlag = False,
 ) -> None:

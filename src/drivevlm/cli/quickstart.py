@@ -18,8 +18,6 @@ import typer
 from drivevlm.cli.common import JsonFlag, emit
 from drivevlm.cli.train import ProgressBar
 
-PRESET = Path(__file__).resolve().parents[3] / "configs" / "drivevlm_rl.yaml"
-
 
 def _decisions_per_second(policy: Any, observation: dict[str, np.ndarray], seconds: float = 1.0) -> float:
     count, start = 0, time.perf_counter()
@@ -33,7 +31,7 @@ def quickstart(
     out: Annotated[Path, typer.Option(help="Output folder (the run, evaluation and policy go here).")] = Path(
         "out/quickstart"
     ),
-    preset: Annotated[Path, typer.Option(help="The preset to train.")] = PRESET,
+    preset: Annotated[str, typer.Option(help="The preset to train (a name or a YAML file).")] = "drivevlm_rl",
     steps: Annotated[int, typer.Option(help="Environment steps to train.")] = 2000,
     episodes: Annotated[int, typer.Option(help="Evaluation episodes on unseen routes.")] = 3,
     as_json: JsonFlag = False,

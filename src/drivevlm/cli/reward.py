@@ -16,7 +16,7 @@ app = typer.Typer(
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="A preset YAML (configs/*.yaml); default: built-in DriveVLM-RL."),
+    typer.Option("--config", help="A preset name or YAML file; default: built-in DriveVLM-RL."),
 ]
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set reward.alpha=0.5.")

@@ -18,7 +18,7 @@ from drivevlm.config import ConfigError
 from drivevlm.models.base import ModelNotFoundError
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="A preset YAML, e.g. configs/drivevlm_rl.yaml.")
+    Path | None, typer.Option("--config", help="A preset name (see `drivevlm presets`) or a YAML file.")
 ]
 SetOption = Annotated[
     list[str] | None,
@@ -103,7 +103,7 @@ def train_command(
     if resume is not None and (config is not None or overrides or run_dir is not None):
         raise _fail("--resume: continues a run with its own saved config; drop --config, --set and --run-dir")
     if resume is None and config is None:
-        raise _fail("--config: required (a preset YAML, e.g. configs/drivevlm_rl.yaml), or --resume RUN_DIR")
+        raise _fail("--config: required (a preset name or a YAML file), or --resume RUN_DIR")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bar = ProgressBar(enabled=not quiet and not as_json)
     try:

@@ -41,6 +41,7 @@ from drivevlm.eval.episode_log import (
     EpisodeRecorder,
     TrainingCurveLog,
 )
+from drivevlm.presets import PRESETS_DIR
 
 EXPERIMENTS: dict[str, str] = {"main": "", "no_collision_penalty": "_no_collision_penalty"}
 DEFAULT_METHODS: tuple[str, ...] = ("drivevlm_rl", "vlm_rl", "chen_sac", "tirl_sac")
@@ -64,16 +65,10 @@ CURVE_METRICS = ("collision_rate", "average_speed_kmh", "routes_completed", "dis
 EPISODES_FILE = "episodes.csv"
 
 
-def default_configs_dir() -> Path:
-    """The repository's `configs/` (source checkout), else `./configs`."""
-    here = Path(__file__).resolve().parents[3] / "configs"
-    return here if here.is_dir() else Path.cwd() / "configs"
-
-
 def preset_path(method: str, experiment: str = "main", configs: Path | None = None) -> Path:
     if experiment not in EXPERIMENTS:
         raise ConfigError(f"experiment: unknown value {experiment!r}; allowed: {', '.join(EXPERIMENTS)}")
-    folder = configs or default_configs_dir()
+    folder = configs or PRESETS_DIR
     suffix = EXPERIMENTS[experiment]
     path = folder / f"{method}{suffix}.yaml"
     if not path.is_file():

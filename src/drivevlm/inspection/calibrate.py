@@ -19,6 +19,7 @@ import yaml
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
 from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
+from drivevlm.presets import resolve_preset
 from drivevlm.rewards.build import ModelFactory, build_reward
 from drivevlm.rewards.config import reward_sections
 
@@ -27,8 +28,8 @@ _PERCENTILE_KEYS = ("min", "p5", "p25", "p50", "p75", "p95", "max")
 
 
 def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A preset mapping from a YAML file (None: the built-in defaults) with `--set a.b=value` applied."""
-    data = read_yaml(config) if config is not None else {}
+    """A preset (shipped name or YAML path; None: the built-in defaults) with `--set a.b=value` applied."""
+    data = read_yaml(resolve_preset(config)) if config is not None else {}
     return apply_overrides(data, list(overrides))
 
 

@@ -86,7 +86,7 @@ class AnnotatorConfig(Section):
 
 
 class TrainConfig(Section):
-    # The presets in configs/ spell it `algo`.
+    # The shipped presets spell it `algo`.
     algorithm: Literal["sac", "ppo"] = Field("sac", validation_alias=AliasChoices("algorithm", "algo"))
     # async: a reward thread annotates while the agent collects; sync: collect a chunk, annotate, learn.
     mode: Literal["async", "sync"] = "async"

@@ -1,0 +1,58 @@
+"""Presets ship inside the package and resolve by name, by name with `.yaml`, or as any YAML path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drivevlm.cli import app
+from drivevlm.config import ConfigError
+from drivevlm.eval.experiments import DEFAULT_METHODS, preset_path
+from drivevlm.presets import PRESETS_DIR, preset_names, preset_summary, resolve_preset
+
+
+def test_every_benchmark_method_and_real_model_variant_is_shipped() -> None:
+    names = preset_names()
+    assert set(DEFAULT_METHODS) <= set(names)
+    assert "real_models/drivevlm_rl" in names
+    assert all(preset_summary(name) for name in names), "every preset starts with a comment saying what it is"
+
+
+def test_names_and_paths_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_preset("vlm_rl") == PRESETS_DIR / "vlm_rl.yaml"
+    assert resolve_preset("vlm_rl.yaml") == PRESETS_DIR / "vlm_rl.yaml"
+    assert resolve_preset("real_models/vlm_rl") == PRESETS_DIR / "real_models" / "vlm_rl.yaml"
+    own = tmp_path / "vlm_rl.yaml"
+    own.write_text("reward: {preset: tirl}\n")
+    monkeypatch.chdir(tmp_path)
+    # A file of that name in the working directory wins over the shipped preset.
+    assert resolve_preset("vlm_rl.yaml") == Path("vlm_rl.yaml")
+    assert resolve_preset(own) == own
+    no_penalty = preset_path("drivevlm_rl", "no_collision_penalty")
+    assert no_penalty == PRESETS_DIR / "drivevlm_rl_no_collision_penalty.yaml"
+
+
+def test_unknown_preset_names_the_value_and_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"no such file or preset 'drivevlm'.*drivevlm_rl, "):
+        resolve_preset("drivevlm")
+    with pytest.raises(ConfigError, match="no such file or preset"):
+        resolve_preset(PRESETS_DIR / "missing.yaml")
+
+
+def test_presets_command_lists_them() -> None:
+    result = CliRunner().invoke(app, ["presets", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output.strip().splitlines()[-1])
+    assert listed["presets"]["tirl_sac"].startswith("TIRL")
+    assert set(listed["presets"]) == set(preset_names())
+    text = CliRunner().invoke(app, ["presets"])
+    assert "real_models/drivevlm_rl" in text.output
+
+
+def test_train_with_an_unknown_preset_is_one_error_line() -> None:
+    result = CliRunner().invoke(app, ["train", "--config", "no_such_method"])
+    assert result.exit_code == 2
+    assert "no such file or preset 'no_such_method'" in result.output
