@@ -27,6 +27,7 @@ from drivevlm.models.training.train_tiny_vlm import (
     QWEN_SPECIAL_TOKENS,
     TinyVlmShape,
     build_tokenizer,
+    category_weights,
     dynamic_prompt,
     evaluate_tiny_vlm,
     train_tiny_vlm,
@@ -128,11 +129,20 @@ def test_evaluation_scores_categories(trained: tuple[Path, dict], small_windows:
         ({"steps": 2, "minutes": 1.0}, "minutes, steps"),
         ({"steps": 0}, "steps"),
         ({"minutes": -1.0}, "minutes"),
+        ({"steps": 2, "category_power": 1.5}, "category_power"),
     ],
 )
 def test_bad_budget_is_named(kwargs: dict[str, float], field: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=field):
         train_tiny_vlm(tmp_path, log=None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_category_weights_lift_rare_categories_by_the_chosen_power() -> None:
+    categories = ["pedestrian_near"] * 90 + ["cyclist_near"] * 10
+    for power, cyclist_share in ((0.0, 0.1), (0.5, 0.25), (1.0, 0.5)):
+        weights = category_weights(categories, power)
+        assert weights.sum() == pytest.approx(1.0)
+        assert weights[90:].sum() == pytest.approx(cyclist_share)
 
 
 def test_shape_checks_name_the_field() -> None:

@@ -86,6 +86,12 @@ def train(
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
     vlm_batch_size: int = 16,
+    vlm_scenarios: Annotated[
+        str | None, typer.Option(help="Comma-separated scenarios of the windows; a repeat doubles its share.")
+    ] = None,
+    vlm_category_power: Annotated[
+        float, typer.Option(help="Draw risk categories with weights frequency ** -power (0 to 1).")
+    ] = 0.5,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the chosen models; the defaults are the recipes of the shipped models' cards."""
@@ -127,7 +133,8 @@ def train(
 
         if (vlm_steps is None) == (vlm_minutes is None):
             fail("--vlm-steps", "give exactly one of --vlm-steps, --vlm-minutes")
-        windows = generate_windows(vlm_windows, seed=seed)
+        scenarios = vlm_scenarios.split(",") if vlm_scenarios else None
+        windows = generate_windows(vlm_windows, seed=seed, scenarios=scenarios)
         summary["tiny_qwen3vl"] = train_tiny_vlm(
             out / MODEL_NAMES["vlm"],
             minutes=vlm_minutes,
@@ -135,6 +142,7 @@ def train(
             seed=seed,
             windows=windows,
             batch_size=vlm_batch_size,
+            category_power=vlm_category_power,
             threads=threads,
             log=typer.echo,
         )

@@ -250,10 +250,10 @@ class WindowBatcher:
         }
 
 
-def category_weights(categories: Sequence[str]) -> np.ndarray:
-    """Sampling weights that lift rare categories (inverse square root of their frequency)."""
+def category_weights(categories: Sequence[str], power: float = 0.5) -> np.ndarray:
+    """Sampling weights that lift rare categories: frequency ** -power (0: as found, 1: categories equal)."""
     counts = Counter(categories)
-    weights = np.array([1.0 / math.sqrt(counts[c]) for c in categories])
+    weights = np.array([counts[c] ** -power for c in categories], dtype=np.float64)
     return weights / weights.sum()
 
 
@@ -294,6 +294,8 @@ def train_tiny_vlm(
     seed: int = 0,
     windows: VlmWindows | None = None,
     train_windows: int = 12_000,
+    scenarios: Sequence[str] | None = None,
+    category_power: float = 0.5,
     batch_size: int = 32,
     learning_rate: float = 2e-3,
     shape: TinyVlmShape | None = None,
@@ -305,8 +307,9 @@ def train_tiny_vlm(
     """Train from scratch for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
 
     `windows` supplies the training data; None generates `train_windows` fresh windows from the env
-    (grid town, all scenarios). Returns a summary (steps, seconds, final loss, data) also saved as
-    training.json beside the weights.
+    (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all).
+    Categories are drawn with weights frequency ** -category_power. Returns a summary (steps, seconds,
+    final loss, data) also saved as training.json beside the weights.
     """
     if (minutes is None) == (steps is None):
         raise ValueError("minutes, steps: give exactly one of them")
@@ -316,6 +319,8 @@ def train_tiny_vlm(
         raise ValueError(f"steps: expected at least 1, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
+    if not 0.0 <= category_power <= 1.0:
+        raise ValueError(f"category_power: expected a value in [0, 1], got {category_power}")
     shape = shape or TinyVlmShape()
     out_dir = Path(out_dir)
     if threads is not None:
@@ -325,7 +330,11 @@ def train_tiny_vlm(
     if windows is None:
         say(f"generating {train_windows} training windows from the env")
         windows = generate_windows(
-            train_windows, seed=seed, frames_per_window=frames_per_window, frame_size=shape.frame_size
+            train_windows,
+            seed=seed,
+            scenarios=scenarios,
+            frames_per_window=frames_per_window,
+            frame_size=shape.frame_size,
         )
     if windows.frames_per_window != frames_per_window:
         raise ValueError(
@@ -340,7 +349,7 @@ def train_tiny_vlm(
     batcher = WindowBatcher(tokenizer, image_processor, frames_per_window)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     rng = np.random.default_rng(seed)
-    weights = category_weights(windows.categories)
+    weights = category_weights(windows.categories, category_power)
     budget_s = None if minutes is None else 60.0 * minutes
     warmup = 30
     model.train()
@@ -384,6 +393,7 @@ def train_tiny_vlm(
         "seed": seed,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "category_power": category_power,
         "threads": threads,
         "windows": len(windows),
         "gated_windows": int(windows.gated.sum()),
@@ -477,16 +487,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     budget.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-windows", type=int, default=12_000)
+    parser.add_argument("--scenarios", help="comma-separated; a name given twice is drawn twice as often")
+    parser.add_argument("--category-power", type=float, default=0.5)
     parser.add_argument("--eval-windows", type=int, default=0, help="held-out windows to score afterwards")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
     args = parser.parse_args(argv)
+    scenarios = args.scenarios.split(",") if args.scenarios else None
     windows = None
     if args.windows is not None and args.windows.is_file():
         windows = VlmWindows.load(args.windows)
     elif args.windows is not None:
-        windows = generate_windows(args.train_windows, seed=args.seed)
+        windows = generate_windows(args.train_windows, seed=args.seed, scenarios=scenarios)
         windows.save(args.windows)
     summary = train_tiny_vlm(
         args.out,
@@ -495,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
         windows=windows,
         train_windows=args.train_windows,
+        scenarios=scenarios,
+        category_power=args.category_power,
         batch_size=args.batch_size,
         threads=args.threads,
     )
