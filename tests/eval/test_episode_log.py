@@ -126,3 +126,5 @@ def test_training_curve_log_appends_resumes_and_skips_a_torn_line(tmp_path: Path
     assert [r["step"] for r in rows] == [1, 3, 5]
     assert [r["collision_rate"] for r in rows] == [1.0, 0.5, 0.0]
     assert rows[1]["episode_reward"] == 3.0 and rows[1]["average_speed_kmh"] == 20.0
+    # No rewards recorded (training: the annotator scores the steps later) is "unknown", not a zero return.
+    assert np.isnan(rows[0]["episode_reward"])

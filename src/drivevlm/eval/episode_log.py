@@ -86,7 +86,8 @@ class EpisodeLog:
 
     @property
     def episode_reward(self) -> float:
-        return float(np.sum(self.rewards))
+        """The return, or NaN when no rewards were recorded (training: the annotator scores steps later)."""
+        return float(np.sum(self.rewards)) if len(self.rewards) else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {

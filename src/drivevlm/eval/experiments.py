@@ -61,7 +61,6 @@ DISPLAY_NAMES: dict[str, str] = {
     "lord": "LORD",
     "lord_speed": "LORD-Speed",
 }
-CURVE_METRICS = ("collision_rate", "average_speed_kmh", "routes_completed", "distance_m")
 EPISODES_FILE = "episodes.csv"
 
 
@@ -444,7 +443,7 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
             result.tables[name] = str(md)
             result.tables[f"{name}_csv"] = str(csv_path)
     if curves:
-        result.curves = str(plot_training_curves(curves, out / "training_curves.png", CURVE_METRICS))
+        result.curves = str(plot_training_curves(curves, out / "training_curves.png"))
     return result
 
 
@@ -604,9 +603,7 @@ def write_report(
         if episodes:
             tables["Training"] = ({folder.name: [training_metrics(episodes)]}, TABLE1_COLUMNS)
             curve = write_episode_curve(folder)
-            images.append(
-                plot_training_curves({folder.name: [curve]}, folder / "training_curves.png", CURVE_METRICS)
-            )
+            images.append(plot_training_curves({folder.name: [curve]}, folder / "training_curves.png"))
         runs_for_video.append((folder.name, folder))
         title = f"DriveVLM run {folder.name}"
     found = sorted([*video_dir.glob("*.mp4"), *video_dir.glob("*.gif")])

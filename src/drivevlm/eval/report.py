@@ -36,7 +36,9 @@ DECIMALS = {
 HIGHER_IS_BETTER = frozenset({"AS", "RC", "TD", "ICT", "SR", "DS"})
 LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", "IPK"})
 
-CURVE_METRICS = ("episode_reward", "collision_rate", "average_speed_kmh", "routes_completed")
+# Not episode_reward: in training the env returns provisional rewards, the learner's come later from the
+# annotator, so the training curve has no episode return to plot.
+CURVE_METRICS = ("collision_rate", "average_speed_kmh", "routes_completed", "distance_m")
 
 
 @dataclass(frozen=True)
