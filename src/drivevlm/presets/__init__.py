@@ -30,6 +30,6 @@ def resolve_preset(value: str | Path) -> Path:
 
 
 def preset_summary(name: str) -> str:
-    """The preset's first comment line: what the method is and where it comes from."""
-    first = resolve_preset(name).read_text(encoding="utf-8").splitlines()[:1]
+    """The shipped preset's first comment line: what the method is and where it comes from."""
+    first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[:1]
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
