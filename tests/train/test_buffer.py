@@ -164,3 +164,29 @@ def test_buffer_state_round_trips() -> None:
     for key in ("bev", "state"):
         np.testing.assert_array_equal(a.next_observations[key].numpy(), b.next_observations[key].numpy())
     assert a.rewards.tolist() == b.rewards.tolist() and copy.adds == buffer.adds
+
+
+def test_episode_returns_are_the_annotated_rewards_reported_once_complete() -> None:
+    buffer = _buffer(100)
+    for value, done in ((0, False), (1, False), (2, True), (3, False), (4, True), (5, False)):
+        _add(buffer, value, done=done)
+    assert buffer.pop_episode_returns() == []  # nothing annotated yet: provisional rewards are not returns
+    batch = buffer.pending.take(10_000, timeout=0)
+    first, rest = batch[:2], batch[2:]
+    buffer.pending.complete(first, [RewardTerms(final=1.0), RewardTerms(final=2.0)], [False, False])
+    assert buffer.pop_episode_returns() == []  # the first episode (ids 0-2) still waits on id 2
+    buffer.pending.complete(rest, [RewardTerms(final=10.0 * r.transition_id) for r in rest], [False] * 4)
+    # Episodes 0-2 and 3-4 ended; id 5 belongs to the running episode.
+    assert buffer.pop_episode_returns() == [1.0 + 2.0 + 20.0, 30.0 + 40.0]
+    assert buffer.pop_episode_returns() == []
+
+
+def test_an_episode_overwritten_before_annotation_is_dropped() -> None:
+    buffer = _buffer(4)
+    for value in range(3):
+        _add(buffer, value, done=value == 2)
+    for value in range(3, 6):
+        _add(buffer, value)  # wraps around over ids 0-1 before they were annotated
+    _annotate(buffer)
+    assert buffer.pop_episode_returns() == []
+    assert buffer._ended_episodes == []

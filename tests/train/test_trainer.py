@@ -66,6 +66,8 @@ def test_sac_trains_end_to_end_with_logs_checkpoints_and_progress(tmp_path: Path
     header = (run / "logs" / "session-0" / "progress.csv").read_text().splitlines()[0]
     for column in ("reward/final", "reward/r_shaping", "annotator/steps_behind", "train/critic_loss"):
         assert column in header
+    # The episode return from annotated rewards (the env's own rewards are provisional).
+    assert "episode/annotated_return" in header
     assert list((run / "logs" / "session-0").glob("events.out.tfevents*"))
     assert seen and {"steps", "episodes", "collision_rate", "annotator_steps_behind", "eta_s"} <= set(
         seen[-1]

@@ -238,6 +238,9 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         self.stale_annotations = 0
         self.overwritten_pending = 0
         self.lossy_masks = 0
+        # Transition ids of each env's running episode, and of ended episodes whose return is not yet known.
+        self._episode_ids: list[list[int]] = [[] for _ in range(n_envs)]
+        self._ended_episodes: list[list[int]] = []
 
     # ------------------------------------------------------------------ ids and storage
 
@@ -317,6 +320,11 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
             self.pos = following
             if self.pos == 0:
                 self.full = True
+        for env in range(self.n_envs):
+            self._episode_ids[env].append(first_id + env)
+            if done[env]:
+                self._ended_episodes.append(self._episode_ids[env])
+                self._episode_ids[env] = []
         if overwritten:
             self.overwritten_pending += len(overwritten)
             self.pending.discard(overwritten)
@@ -410,6 +418,21 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
             if self.ids[row, env] != transition_id or not self.annotated[row, env]:
                 return None
             return float(self.rewards[row, env])
+
+    def pop_episode_returns(self) -> list[float]:
+        """Returns (sums of annotated rewards) of ended episodes now fully annotated, each reported once.
+
+        An episode with a transition that left the buffer before annotation is dropped (return unknown).
+        """
+        returns, waiting = [], []
+        for ids in self._ended_episodes:
+            rewards = [self.reward_of(i) for i in ids]
+            if all(r is not None for r in rewards):
+                returns.append(float(sum(rewards)))  # type: ignore[arg-type]
+            elif all(self.ids[self.slot_of(i)] == i for i in ids):
+                waiting.append(ids)
+        self._ended_episodes = waiting
+        return returns
 
     # ------------------------------------------------------------------ checkpointing
 

@@ -258,6 +258,11 @@ class TrainingMonitor(BaseCallback):
             record(f"metrics/{key}", float(np.mean(values)))
         for key, values in self._episode_metrics.items():
             record(f"episode/{key}", float(np.mean(values)))
+        buffer = getattr(self.model, "replay_buffer", None)
+        returns = buffer.pop_episode_returns() if isinstance(buffer, PendingRewardReplayBuffer) else []
+        if returns:
+            # The return the learner sees: annotated rewards, known only once the annotator has scored them.
+            record("episode/annotated_return", float(np.mean(returns)))
         self._step_metrics.clear()
         self._episode_metrics.clear()
         self.logger.dump(self.num_timesteps)
