@@ -98,6 +98,13 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     result = last_json(evaluated.stdout)["tiny_qwen3vl"]
     assert result["windows"] >= 1 and 0.0 <= result["category_accuracy"] <= 1.0
     assert result["meets_bar"] == (result["category_accuracy"] >= 0.85)
+    first = out / "tiny_qwen3vl"
+    args = ["models", "train", "--out", str(tmp_path / "again"), "--models", "vlm", "--vlm-steps", "1"]
+    args += ["--vlm-windows", "4", "--vlm-batch-size", "2", "--threads", "1", "--json"]
+    continued = runner.invoke(app, [*args, "--vlm-init", str(first), "--vlm-flip", "--vlm-lr", "1e-4"])
+    assert continued.exit_code == 0, continued.output
+    summary = last_json(continued.stdout)["tiny_qwen3vl"]
+    assert (summary["init"], summary["flip"], summary["learning_rate"]) == (str(first), True, 1e-4)
 
 
 @pytest.mark.parametrize(

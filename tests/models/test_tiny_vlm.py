@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -82,6 +83,40 @@ def test_training_lowers_the_loss(small_windows: VlmWindows, tmp_path: Path) -> 
         log=None,
     )
     assert summary["final_loss"] < 0.5 * summary["first_loss"]
+
+
+def test_training_continues_from_a_saved_model_with_mirrored_windows(
+    trained: tuple[Path, dict], small_windows: VlmWindows, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    folder, first = trained
+    # A vanishing learning rate: the saved weights must be the initial ones, so they came from `init`.
+    summary = train_tiny_vlm(
+        tmp_path / "continued",
+        steps=2,
+        windows=small_windows,
+        batch_size=4,
+        learning_rate=1e-12,
+        threads=1,
+        init=folder,
+        flip=True,
+        log=None,
+    )
+    assert summary["init"] == str(folder) and summary["flip"] is True and summary["shape"] == first["shape"]
+    before, after = (
+        load_file(str(folder / "model.safetensors")),
+        load_file(str(tmp_path / "continued" / "model.safetensors")),
+    )
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    continued = (tmp_path / "continued" / "tokenizer.json").read_text()
+    assert continued == (folder / "tokenizer.json").read_text()
+
+
+def test_continuing_from_a_folder_without_a_training_record_names_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"init: .*training\.json"):
+        train_tiny_vlm(tmp_path / "out", steps=1, init=tmp_path, log=None)
 
 
 def test_tokenizer_round_trips_and_keeps_special_tokens_whole() -> None:

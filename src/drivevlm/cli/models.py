@@ -92,6 +92,11 @@ def train(
     vlm_category_power: Annotated[
         float, typer.Option(help="Draw risk categories with weights frequency ** -power (0 to 1).")
     ] = 0.5,
+    vlm_lr: float = 2e-3,
+    vlm_init: Annotated[
+        Path | None, typer.Option(help="Continue from this tiny Qwen3-VL folder (e.g. the bundled one).")
+    ] = None,
+    vlm_flip: Annotated[bool, typer.Option(help="Mirror half the training windows left-right.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the chosen models; the defaults are the recipes of the shipped models' cards."""
@@ -142,8 +147,11 @@ def train(
             seed=seed,
             windows=windows,
             batch_size=vlm_batch_size,
+            learning_rate=vlm_lr,
             category_power=vlm_category_power,
             threads=threads,
+            init=vlm_init,
+            flip=vlm_flip,
             log=typer.echo,
         )
     emit(_finite(summary) if as_json else _flatten(summary), as_json)

@@ -257,6 +257,25 @@ def category_weights(categories: Sequence[str], power: float = 0.5) -> np.ndarra
     return weights / weights.sum()
 
 
+def _saved_shape(folder: Path) -> TinyVlmShape:
+    """The shape recorded in a saved model's training.json (the trainer writes it beside the weights)."""
+    record = folder / "training.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"init: {record} not found; continue only from a folder this trainer saved")
+    return TinyVlmShape(**json.loads(record.read_text(encoding="utf-8"))["shape"])
+
+
+def _load_saved(folder: Path) -> tuple[Any, Any, Any]:
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3VLForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(
+        folder, dtype=torch.float32, local_files_only=True
+    )
+    return tokenizer, image_processor, model
+
+
 def _save_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Write into a temporary sibling folder, then swap it in, so a reader never sees half a model."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -301,15 +320,19 @@ def train_tiny_vlm(
     shape: TinyVlmShape | None = None,
     frames_per_window: int = DEFAULT_FRAMES_PER_WINDOW,
     threads: int | None = 2,
+    init: str | Path | None = None,
+    flip: bool = False,
     log: Callable[[str], None] | None = print,
     log_every: int = 50,
 ) -> dict[str, Any]:
-    """Train from scratch for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
+    """Train for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
 
     `windows` supplies the training data; None generates `train_windows` fresh windows from the env
     (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all).
-    Categories are drawn with weights frequency ** -category_power. Returns a summary (steps, seconds,
-    final loss, data) also saved as training.json beside the weights.
+    Categories are drawn with weights frequency ** -category_power. `init` continues from a saved model
+    folder (its tokenizer, image processor and shape) instead of starting from scratch. `flip` mirrors half
+    the windows left-right (every frame of a window alike): the descriptions never say left or right.
+    Returns a summary (steps, seconds, final loss, data) also saved as training.json beside the weights.
     """
     if (minutes is None) == (steps is None):
         raise ValueError("minutes, steps: give exactly one of them")
@@ -321,8 +344,10 @@ def train_tiny_vlm(
         raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
     if not 0.0 <= category_power <= 1.0:
         raise ValueError(f"category_power: expected a value in [0, 1], got {category_power}")
-    shape = shape or TinyVlmShape()
     out_dir = Path(out_dir)
+    if init is not None:
+        shape = _saved_shape(Path(init))
+    shape = shape or TinyVlmShape()
     if threads is not None:
         torch.set_num_threads(threads)
     say = log or (lambda _text: None)
@@ -341,11 +366,14 @@ def train_tiny_vlm(
             f"windows: have {windows.frames_per_window} frames each, frames_per_window={frames_per_window}"
         )
     data_seconds = time.perf_counter() - started
-    prompt = dynamic_prompt(frames_per_window)
-    corpus = [prompt, *sorted(set(windows.descriptions)), CLEAR_DESCRIPTION, "user", "assistant"]
-    tokenizer = build_tokenizer(corpus * 4, shape.vocab_size)
-    image_processor = build_image_processor(shape)
-    model = build_model(tokenizer, shape, seed)
+    if init is None:
+        prompt = dynamic_prompt(frames_per_window)
+        corpus = [prompt, *sorted(set(windows.descriptions)), CLEAR_DESCRIPTION, "user", "assistant"]
+        tokenizer = build_tokenizer(corpus * 4, shape.vocab_size)
+        image_processor = build_image_processor(shape)
+        model = build_model(tokenizer, shape, seed)
+    else:
+        tokenizer, image_processor, model = _load_saved(Path(init))
     batcher = WindowBatcher(tokenizer, image_processor, frames_per_window)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     rng = np.random.default_rng(seed)
@@ -363,9 +391,11 @@ def train_tiny_vlm(
         if progress >= 1.0:
             break
         rows = rng.choice(len(windows), size=batch_size, p=weights)
-        inputs = batcher(
-            np.stack([windows.window(int(i)) for i in rows]), [windows.descriptions[int(i)] for i in rows]
-        )
+        frames = np.stack([windows.window(int(i)) for i in rows])
+        if flip:
+            mirrored = rng.random(batch_size) < 0.5
+            frames[mirrored] = frames[mirrored, :, :, ::-1]
+        inputs = batcher(frames, [windows.descriptions[int(i)] for i in rows])
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * progress))
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * max(scale, 0.02)
@@ -394,6 +424,8 @@ def train_tiny_vlm(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "category_power": category_power,
+        "init": None if init is None else str(init),
+        "flip": flip,
         "threads": threads,
         "windows": len(windows),
         "gated_windows": int(windows.gated.sum()),
@@ -492,7 +524,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-windows", type=int, default=0, help="held-out windows to score afterwards")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
+    parser.add_argument("--init", type=Path, help="continue from this saved model folder")
+    parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
     windows = None
@@ -511,7 +546,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         scenarios=scenarios,
         category_power=args.category_power,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         threads=args.threads,
+        init=args.init,
+        flip=args.flip,
     )
     print(json.dumps(summary, indent=2))
     if args.eval_windows:
