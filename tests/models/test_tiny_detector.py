@@ -79,3 +79,40 @@ def test_bad_input_and_missing_model(detector: TinyDetector, tmp_path: Path) -> 
         TinyDetector(tmp_path / "tiny_missing")
     with pytest.raises(ValueError, match="threshold"):
         TinyDetector("bundled", threshold=2.0)
+
+
+@pytest.mark.parametrize("stride", [4, 2])
+def test_heatmap_resolution_follows_the_stride(stride: int) -> None:
+    import torch
+
+    from drivevlm.models.detectors.tiny import TinyCenterNet
+
+    outputs = TinyCenterNet(stride=stride)(torch.zeros(1, 3, 64, 64))
+    assert outputs["heatmap"].shape == (1, len(CLASSES), 64 // stride, 64 // stride)
+    assert outputs["size"].shape[-2:] == outputs["offset"].shape[-2:] == (64 // stride, 64 // stride)
+
+
+def test_unknown_stride_is_named() -> None:
+    from drivevlm.models.detectors.tiny import TinyCenterNet
+
+    with pytest.raises(ValueError, match="stride"):
+        TinyCenterNet(stride=8)
+
+
+@pytest.mark.parametrize("stride", [4, 2])
+def test_targets_and_decoding_agree_on_box_positions(stride: int) -> None:
+    """A box turned into training targets and decoded back comes out where it went in, at either stride."""
+    import torch
+
+    from drivevlm.models.detectors.tiny import decode
+    from drivevlm.models.training.train_detector import targets
+
+    box = (21.0, 30.0, 24.0, 39.0)  # a far pedestrian: 3 x 9 px
+    record = {"boxes": [{"label": "person", "box": list(box), "visible": 1.0, "distance_m": 25.0}]}
+    target = targets([record], 64, np.array([False]), stride)
+    logits = torch.where(target["heatmap"] == 1.0, 10.0, -10.0)
+    decoded = decode(
+        {"heatmap": logits, "size": target["size"], "offset": target["offset"]}, 0.5, 5, (1, 1), stride
+    )
+    assert [d.label for d in decoded[0]] == ["person"]
+    assert decoded[0][0].box == pytest.approx(box, abs=1e-4)

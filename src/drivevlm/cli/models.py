@@ -82,6 +82,9 @@ def train(
     detector_val_every: Annotated[
         int, typer.Option(help="Keep every n-th training-town episode out to choose the threshold; 0: none.")
     ] = 0,
+    detector_stride: Annotated[
+        int, typer.Option(help="Output stride of the detector's heatmap: 4 or 2.")
+    ] = 4,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
@@ -117,6 +120,7 @@ def train(
             lr=detector_lr,
             vru_boost=detector_vru_boost,
             val_every=detector_val_every,
+            stride=detector_stride,
             init=detector_init,
         )
         summary.update(

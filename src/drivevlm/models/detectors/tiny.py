@@ -1,8 +1,10 @@
 """A tiny CenterNet-style detector of our own (pure torch, Apache-2.0), trained on simulator front frames.
 
-Per class a centre heatmap at stride 4, plus box size (log pixels) and sub-cell offset heads on a small
-CNN with a two-level top-down path. Decoding keeps local heatmap maxima (3x3 max-pool) above a score
-threshold. Labels are COCO names (person, bicycle, car, motorcycle), like every other detector backend.
+Per class a centre heatmap at stride 4 (or 2), plus box size (log pixels) and sub-cell offset heads on a
+small CNN with a top-down path. Stride 2 adds one more merge level: far pedestrians a few pixels wide,
+crowded near the vanishing point, then fall in separate heatmap cells. Decoding keeps local heatmap
+maxima (3x3 max-pool) above a score threshold. Labels are COCO names (person, bicycle, car,
+motorcycle), like every other detector backend.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from drivevlm.models.loading import resolve_bundled_dir
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "tiny_detector"
 BUNDLED_NAMES = ("bundled", "drivevlm/tiny-detector")
-STRIDE = 4
+STRIDES = (4, 2)
 CLASSES = ("person", "bicycle", "car", "motorcycle")
 
 
@@ -35,10 +37,13 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class TinyCenterNet(nn.Module):
-    """Backbone at strides 2..16, top-down merge back to stride 4, three 1x1 heads."""
+    """Backbone at strides 2..16, top-down merge back to `stride` (4 or 2), three 1x1 heads."""
 
-    def __init__(self, num_classes: int = len(CLASSES), width: int = 16) -> None:
+    def __init__(self, num_classes: int = len(CLASSES), width: int = 16, stride: int = 4) -> None:
         super().__init__()
+        if stride not in STRIDES:
+            raise ValueError(f"stride: must be one of {STRIDES}, got {stride!r}")
+        self.stride = stride
         w = width
         self.stage1 = nn.Sequential(_conv(3, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w))  # /4
         self.stage2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))  # /8
@@ -47,15 +52,22 @@ class TinyCenterNet(nn.Module):
         self.merge2 = _conv(4 * w, 3 * w)
         self.lateral1 = nn.Conv2d(2 * w, 3 * w, 1)
         self.merge1 = _conv(3 * w, 3 * w)
-        self.heatmap = nn.Conv2d(3 * w, num_classes, 1)
-        self.size = nn.Conv2d(3 * w, 2, 1)
-        self.offset = nn.Conv2d(3 * w, 2, 1)
+        head = 3 * w
+        if stride == 2:
+            self.lateral0 = nn.Conv2d(w, 2 * w, 1)
+            self.reduce1 = nn.Conv2d(3 * w, 2 * w, 1)
+            self.merge0 = _conv(2 * w, 2 * w)
+            head = 2 * w
+        self.heatmap = nn.Conv2d(head, num_classes, 1)
+        self.size = nn.Conv2d(head, 2, 1)
+        self.offset = nn.Conv2d(head, 2, 1)
         nn.init.constant_(self.heatmap.bias, -2.19)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images: (N, 3, H, W) in [0, 1], H and W multiples of 16. Heatmap logits, log sizes, offsets."""
         x = (images - 0.5) / 0.25
-        c1 = self.stage1(x)
+        c0 = self.stage1[0](x)
+        c1 = self.stage1[1:](c0)
         c2 = self.stage2(c1)
         c3 = self.stage3(c2)
         p2 = self.merge2(c2 + functional.interpolate(self.lateral3(c3), size=c2.shape[-2:], mode="nearest"))
@@ -63,11 +75,22 @@ class TinyCenterNet(nn.Module):
             self.lateral1(c1)
             + functional.interpolate(p2, size=c1.shape[-2:], mode="bilinear", align_corners=False)
         )
+        if self.stride == 2:
+            p1 = self.merge0(
+                self.lateral0(c0)
+                + functional.interpolate(
+                    self.reduce1(p1), size=c0.shape[-2:], mode="bilinear", align_corners=False
+                )
+            )
         return {"heatmap": self.heatmap(p1), "size": self.size(p1), "offset": self.offset(p1)}
 
 
 def decode(
-    outputs: dict[str, torch.Tensor], threshold: float, max_detections: int, scale: tuple[float, float]
+    outputs: dict[str, torch.Tensor],
+    threshold: float,
+    max_detections: int,
+    scale: tuple[float, float],
+    stride: int = 4,
 ) -> list[list[Detection]]:
     """Local maxima of the heatmap above `threshold` as boxes, in pixels scaled by (sx, sy)."""
     heat = torch.sigmoid(outputs["heatmap"])
@@ -84,7 +107,7 @@ def decode(
             cy, cx = divmod(cell, w)
             ox, oy = outputs["offset"][b, :, cy, cx].tolist()
             bw, bh = torch.exp(outputs["size"][b, :, cy, cx]).tolist()
-            x, y = (cx + ox) * STRIDE, (cy + oy) * STRIDE
+            x, y = (cx + ox) * stride, (cy + oy) * stride
             box = (
                 (x - bw / 2) * scale[0],
                 (y - bh / 2) * scale[1],
@@ -108,7 +131,7 @@ def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet
         raise ValueError(
             f"classes: {folder / 'config.json'} lists {config['classes']}, expected {list(CLASSES)}"
         )
-    net = TinyCenterNet(width=int(config["width"]))
+    net = TinyCenterNet(width=int(config["width"]), stride=int(config.get("stride", 4)))
     net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return net.to(device).eval(), config
 
@@ -149,5 +172,7 @@ class TinyDetector:
                 tensor = functional.interpolate(
                     tensor, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
                 )
-            results.extend(decode(self.net(tensor), self.threshold, self.max_detections, scale))
+            results.extend(
+                decode(self.net(tensor), self.threshold, self.max_detections, scale, self.net.stride)
+            )
         return results

@@ -23,7 +23,7 @@ from torch.nn import functional
 from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
-from drivevlm.models.detectors.tiny import CLASSES, STRIDE, TinyCenterNet
+from drivevlm.models.detectors.tiny import CLASSES, TinyCenterNet
 from drivevlm.models.training.common import save_weights, set_seed_and_threads, write_json
 
 MIN_VISIBLE = 0.3
@@ -36,6 +36,7 @@ class DetectorTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     width: int = 16
+    stride: int = 4
     threshold: float = 0.3
     seed: int = 0
     threads: int | None = None
@@ -60,9 +61,11 @@ def _has_near_vru(record: dict[str, Any]) -> bool:
     )
 
 
-def targets(records: list[dict[str, Any]], size: int, flip: np.ndarray) -> dict[str, torch.Tensor]:
+def targets(
+    records: list[dict[str, Any]], size: int, flip: np.ndarray, stride: int = 4
+) -> dict[str, torch.Tensor]:
     """Gaussian centre heatmaps, log sizes and offsets at the centre cells, masks of cells to learn from."""
-    cells = size // STRIDE
+    cells = size // stride
     n = len(records)
     heat = np.zeros((n, len(CLASSES), cells, cells), np.float32)
     ignore = np.zeros((n, 1, cells, cells), bool)
@@ -75,13 +78,13 @@ def targets(records: list[dict[str, Any]], size: int, flip: np.ndarray) -> dict[
             x1, y1, x2, y2 = gt["box"]
             if flip[i]:
                 x1, x2 = size - x2, size - x1
-            cx, cy = 0.5 * (x1 + x2) / STRIDE, 0.5 * (y1 + y2) / STRIDE
+            cx, cy = 0.5 * (x1 + x2) / stride, 0.5 * (y1 + y2) / stride
             ix, iy = min(int(cx), cells - 1), min(int(cy), cells - 1)
             if gt["visible"] < MIN_VISIBLE:
                 ignore[i, 0, max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2] = True
                 continue
             w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-            sigma = max(0.5, math.sqrt(w * h) / STRIDE / 6.0)
+            sigma = max(0.5, math.sqrt(w * h) / stride / 6.0)
             blob = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
             cls = CLASSES.index(gt["label"])
             heat[i, cls] = np.maximum(heat[i, cls], blob)
@@ -137,11 +140,16 @@ def train_detector(
     size = images.shape[1]
     if images.shape[1] != images.shape[2] or size % 16:
         raise ValueError(f"front frames: need square frames a multiple of 16 px, got {images.shape[1:3]}")
-    net = TinyCenterNet(width=cfg.width)
+    net = TinyCenterNet(width=cfg.width, stride=cfg.stride)
     if cfg.init is not None:
         from drivevlm.models.detectors.tiny import load_tiny_detector, resolve_detector_dir
 
-        net.load_state_dict(load_tiny_detector(resolve_detector_dir(cfg.init))[0].state_dict())
+        # Another output stride changes the top-down path and the heads: those start afresh.
+        start = load_tiny_detector(resolve_detector_dir(cfg.init))[0].state_dict()
+        own = net.state_dict()
+        shared = {k: v for k, v in start.items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(shared, strict=False)
+        log(f"tiny detector: {len(shared)} of {len(own)} tensors taken from {cfg.init}")
     weight = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
     draw = weight / weight.sum()
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
@@ -165,7 +173,7 @@ def train_detector(
             batch = images[pick].copy()
             batch[flip] = batch[flip, :, ::-1]
             tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
-            loss = detector_loss(net(tensor), targets([records[i] for i in pick], size, flip))
+            loss = detector_loss(net(tensor), targets([records[i] for i in pick], size, flip, cfg.stride))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -185,7 +193,7 @@ def train_detector(
         "classes": list(CLASSES),
         "input_size": size,
         "width": cfg.width,
-        "stride": STRIDE,
+        "stride": cfg.stride,
         "threshold": cfg.threshold,
         "training": {**cfg.__dict__, **summary, "data_dir": str(data_dir)},
     }
