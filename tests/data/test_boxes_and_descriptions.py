@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from drivevlm.data.boxes import front_boxes
+from drivevlm.data.boxes import front_boxes, seen_actor_ids
 from drivevlm.data.describe import describe_bev, describe_front
 from drivevlm.env import DriveEnv
 from drivevlm.render.front_camera import FrontCameraRenderer
@@ -69,6 +69,22 @@ def test_boxes_cover_exactly_the_painted_actors(street_state: WorldState) -> Non
         inside[max(ya, 0) : yb, max(xa, 0) : xb] = True
     assert not (painted & ~inside).any()
     assert boxes[0].actor_id == "ped" and boxes[0].visible == 1.0
+
+
+def test_an_actor_hidden_behind_a_nearer_one_is_not_seen(street_state: WorldState) -> None:
+    from drivevlm.data.risk import describe_risk
+
+    bus = dataclasses.replace(_ahead(street_state, ActorKind.CAR, 8.0, 0.0, "bus"), height=3.5, length=3.0)
+    hidden = _ahead(street_state, ActorKind.PEDESTRIAN, 11.0, 0.0, "hidden")
+    beside = _ahead(street_state, ActorKind.PEDESTRIAN, 12.0, -5.0, "beside")
+    state = dataclasses.replace(street_state, actors=(bus, hidden, beside), traffic_lights=())
+    camera = FrontCameraRenderer(width=160, height=160)
+    assert {b.actor_id for b in front_boxes(camera, state)} == {"bus", "hidden", "beside"}
+    seen = seen_actor_ids(camera, state)
+    assert seen == {"bus", "beside"}
+    # By field of view alone the nearer, hidden pedestrian is the answer; by the camera, the one it shows.
+    assert describe_risk(state).actor_id == "hidden"
+    assert describe_risk(state, seen=seen).actor_id == "beside"
 
 
 def test_descriptions_name_actors_and_collisions(street_state: WorldState) -> None:

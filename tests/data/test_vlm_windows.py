@@ -45,6 +45,9 @@ def test_gate_needs_a_vulnerable_road_user_in_view() -> None:
     assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, 3.0, 10.0)))  # outside the field of view
     assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, 60.0, 0.0)))  # too far
     assert not is_gated(_state())
+    pedestrian = _actor(ActorKind.PEDESTRIAN, 10.0, 1.0)
+    assert not is_gated(_state(pedestrian), seen=set())  # hidden behind something nearer
+    assert is_gated(_state(pedestrian), seen={pedestrian.id})
 
 
 def test_windows_hold_consecutive_real_frames_and_their_labels(windows: VlmWindows) -> None:

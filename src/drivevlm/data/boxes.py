@@ -24,6 +24,9 @@ COCO_LABEL = {
 DETECTOR_CLASSES = ("person", "bicycle", "car", "motorcycle")
 VRU_LABELS = frozenset({"person", "bicycle", "motorcycle"})
 MIN_BOX_PX = 1.0
+# Below this share of its box left uncovered by nearer actors, an actor counts as not seen: the detector
+# neither learns nor is scored on it, and the VLM's ground truth never names it.
+MIN_VISIBLE = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +116,10 @@ def _clip_to_near(cam: np.ndarray, near: float) -> np.ndarray:
             t = (near - za) / (zb - za)
             points.append((cam[a] + t * (cam[b] - cam[a]))[None])
     return np.vstack(points)
+
+
+def seen_actor_ids(
+    camera: FrontCameraRenderer, state: WorldState, min_visible: float = MIN_VISIBLE
+) -> frozenset[str]:
+    """Ids of the actors the camera shows: drawn in the image and at least `min_visible` uncovered."""
+    return frozenset(b.actor_id for b in front_boxes(camera, state) if b.visible >= min_visible)

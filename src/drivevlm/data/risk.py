@@ -9,6 +9,7 @@ is near or far.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,8 +73,14 @@ _PHRASES = {
 }
 
 
-def describe_risk(state: WorldState, near_m: float = NEAR_M, far_m: float = FAR_M) -> Risk:
-    """The most relevant actor visible ahead, as a category and a short sentence."""
+def describe_risk(
+    state: WorldState, near_m: float = NEAR_M, far_m: float = FAR_M, seen: Collection[str] | None = None
+) -> Risk:
+    """The most relevant actor visible ahead, as a category and a short sentence.
+
+    `seen`: ids of the actors the front camera actually shows (`drivevlm.data.boxes.seen_actor_ids`);
+    None counts every actor in the field of view, hidden behind others or not.
+    """
     ego = state.ego.pose
     if not state.actors:
         return Risk("none", CLEAR_DESCRIPTION)
@@ -81,6 +88,8 @@ def describe_risk(state: WorldState, near_m: float = NEAR_M, far_m: float = FAR_
     distance = np.hypot(local[:, 0], local[:, 1])
     bearing = np.degrees(np.arctan2(local[:, 1], local[:, 0]))
     visible = (local[:, 0] > 1.0) & (np.abs(bearing) < HALF_FOV_DEG) & (distance < far_m)
+    if seen is not None:
+        visible &= np.array([a.id in seen for a in state.actors])
     best: tuple[int, float, int] | None = None
     for index in np.flatnonzero(visible):
         kind = _KIND_OF_ACTOR[state.actors[index].kind]

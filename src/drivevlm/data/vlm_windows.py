@@ -1,9 +1,10 @@
 """Training and evaluation windows for the small vision-language model, generated fresh from the env.
 
 A window is K+1 consecutive front-camera frames (oldest first) and the ground-truth risk of the last
-frame's world state (`describe_risk`). In use the dynamic pathway asks the VLM only about *gated* frames,
-where a pedestrian, bicycle or motorcycle is in view, so sampling is biased towards such windows; a few
-ungated ones keep "clear road" and vehicle-only answers in the model's repertoire.
+frame's world state (`describe_risk`), chosen among the actors the camera shows: one hidden behind a
+nearer actor is never the answer, as no model could see it. In use the dynamic pathway asks the VLM only
+about *gated* frames, where a pedestrian, bicycle or motorcycle is in view, so sampling is biased towards
+such windows; a few ungated ones keep "clear road" and vehicle-only answers in the model's repertoire.
 
 Frames are stored once and windows index into them: consecutive windows share most of their frames,
 so ten thousand windows of four 128 px frames fit in well under a gigabyte.
@@ -14,13 +15,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from drivevlm.data.boxes import seen_actor_ids
 from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, describe_risk
 from drivevlm.env import DriveEnv
 from drivevlm.render import FrontCameraRenderer
@@ -39,13 +41,14 @@ TRAIN_TOWNS = (TRAINING_TOWN,)
 HELD_OUT_SEED_OFFSET = 1_000_000
 
 
-def is_gated(state: WorldState, max_distance_m: float = FAR_M) -> bool:
+def is_gated(state: WorldState, max_distance_m: float = FAR_M, seen: Collection[str] | None = None) -> bool:
     """A vulnerable road user is in the camera's field of view within `max_distance_m`.
 
     This is the ground-truth stand-in for the detector gate: the frames on which the LVLM is asked.
+    `seen` (ids of the actors the camera shows) leaves out those hidden behind others; None keeps all.
     """
     ego = state.ego.pose
-    vulnerable = [a for a in state.actors if a.kind.is_vulnerable]
+    vulnerable = [a for a in state.actors if a.kind.is_vulnerable and (seen is None or a.id in seen)]
     if not vulnerable:
         return False
     local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in vulnerable]), ego.x, ego.y, ego.yaw)
@@ -248,7 +251,8 @@ def generate_windows(
             while state is not None and taken < max_windows_per_episode:
                 states.append(state)
                 if len(states) == frames_per_window:
-                    gate = is_gated(state)
+                    seen = seen_actor_ids(renderer, state)
+                    gate = is_gated(state, seen=seen)
                     wanted = have_gated < need_gated if gate else have_other < need_other
                     if wanted and rng.random() < accept_probability:
                         rows = []
@@ -257,7 +261,7 @@ def generate_windows(
                                 rendered[past.step] = len(frames)
                                 frames.append(shrink_frame(renderer.render(past), frame_size))
                             rows.append(rendered[past.step])
-                        risk = describe_risk(state)
+                        risk = describe_risk(state, seen=seen)
                         index.append(rows)
                         descriptions.append(risk.description)
                         categories.append(risk.category)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from drivevlm.data.boxes import VRU_LABELS
+from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, read_manifest
 from drivevlm.models.detectors.tiny import CLASSES
 from drivevlm.models.training.common import roc_auc
@@ -139,7 +139,7 @@ def _detector_outputs(
 
 
 def _score_detections(pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: float) -> dict[str, Any]:
-    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < 0.3) count as neither."""
+    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < MIN_VISIBLE) count as neither."""
     per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in CLASSES}
     vru_total = vru_found = 0
     kept_tp = {"all": 0, "vru": 0}
@@ -149,7 +149,7 @@ def _score_detections(pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: fl
         for cls in CLASSES:
             mine = [g for g in gts if g["label"] == cls]
             boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
-            countable = np.array([g["visible"] >= 0.3 for g in mine], dtype=bool)
+            countable = np.array([g["visible"] >= MIN_VISIBLE for g in mine], dtype=bool)
             recall_set = np.array(
                 [g["distance_m"] <= VRU_RANGE_M and g["visible"] >= MIN_VISIBLE_FOR_RECALL for g in mine],
                 dtype=bool,

@@ -21,12 +21,10 @@ import torch
 from torch.nn import functional
 
 from drivevlm.atomic import write_atomic
-from drivevlm.data.boxes import VRU_LABELS
+from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
 from drivevlm.models.detectors.tiny import CLASSES, TinyCenterNet
 from drivevlm.models.training.common import save_weights, set_seed_and_threads, write_json
-
-MIN_VISIBLE = 0.3
 
 
 @dataclass(frozen=True)
