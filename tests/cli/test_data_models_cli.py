@@ -84,6 +84,14 @@ def test_eval_of_the_bundled_models_on_given_data(tiny_set: tuple[Path, dict]) -
     assert report["tiny_detector"]["frames"] == tiny_set[1]["heldout_frames"]
 
 
+def test_eval_generates_held_out_frames_of_the_chosen_size() -> None:
+    args = ["models", "eval", "--models", "detector", "--frames", "6", "--size", "96", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = last_json(result.stdout)
+    assert report["data"]["frames"] >= 6 and report["data"]["size"] == 96
+
+
 def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     out = tmp_path / "models"
     args = ["models", "train", "--out", str(out), "--models", "vlm", "--vlm-steps", "2"]

@@ -176,6 +176,9 @@ def evaluate(
     split: str = "heldout",
     limit: Annotated[int | None, typer.Option(help="Score at most this many frames.")] = None,
     frames: Annotated[int, typer.Option(help="Held-out frames to generate when --data is not given.")] = 1200,
+    size: Annotated[
+        int, typer.Option(help="Side of the generated frames, pixels (the env's default camera size).")
+    ] = 224,
     seed: Annotated[int, typer.Option(help="Seed of the generated held-out frames and windows.")] = 11,
     vlm_windows: Annotated[int, typer.Option(help="Held-out windows for the tiny Qwen3-VL.")] = 600,
     as_json: JsonFlag = False,
@@ -199,9 +202,16 @@ def evaluate(
                 typer.echo(
                     f"generating {frames} held-out frames (seed {seed}) into a temporary folder", err=True
                 )
-                generate_dataset(data, frames, seed=seed, towns=tuple(HELD_OUT_TOWNS), step_stride=2)
+                generate_dataset(
+                    data, frames, seed=seed, towns=tuple(HELD_OUT_TOWNS), size=size, step_stride=2
+                )
             manifest = measures.read_manifest(data)
-            report["data"] = {"dir": str(data), "frames": manifest["frames"], "split": split}
+            report["data"] = {
+                "dir": str(data),
+                "frames": manifest["frames"],
+                "size": manifest["size"],
+                "split": split,
+            }
             if "clip" in names:
                 report["aligned_clip"] = measures.evaluate_aligned_clip(
                     data, base / "aligned_clip", split, limit
