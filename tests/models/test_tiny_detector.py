@@ -116,3 +116,37 @@ def test_targets_and_decoding_agree_on_box_positions(stride: int) -> None:
     )
     assert [d.label for d in decoded[0]] == ["person"]
     assert decoded[0][0].box == pytest.approx(box, abs=1e-4)
+
+
+def test_test_time_flip_sees_a_frame_and_its_mirror_alike() -> None:
+    """Averaging with the mirror makes the outputs mirror-symmetric: a mirrored frame gives mirrored maps."""
+    import torch
+
+    from drivevlm.models.detectors.tiny import TinyCenterNet, with_mirror
+
+    torch.manual_seed(0)
+    net = TinyCenterNet(stride=2).eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        plain, mirrored = with_mirror(net, images), with_mirror(net, images.flip(-1))
+    assert torch.allclose(plain["heatmap"], mirrored["heatmap"].flip(-1), atol=1e-4)
+    assert torch.allclose(plain["size"], mirrored["size"].flip(-1), atol=1e-5)
+    assert torch.allclose(plain["offset"][:, 0], 1.0 - mirrored["offset"][:, 0].flip(-1), atol=1e-5)
+    assert torch.allclose(plain["offset"][:, 1], mirrored["offset"][:, 1].flip(-1), atol=1e-5)
+
+
+def test_flip_test_follows_the_config_unless_asked(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED_DIR, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "flip_test": True}))
+    assert TinyDetector(folder).flip_test and not TinyDetector(folder, flip_test=False).flip_test
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[20:40, 30:34] = 200
+    for detector in (
+        TinyDetector(folder, threshold=0.0),
+        TinyDetector(folder, threshold=0.0, flip_test=False),
+    ):
+        assert detector.detect(frame)[0]

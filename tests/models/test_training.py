@@ -142,14 +142,15 @@ def test_detector_at_stride_two_starts_from_a_stride_four_backbone(tiny_data: Pa
 
     train_detector(tiny_data, tmp_path / "a", DetectorTrainConfig(epochs=1, limit=None, threads=1), log=print)
     said: list[str] = []
-    config = DetectorTrainConfig(epochs=1, limit=None, stride=2, init=str(tmp_path / "a"), threads=1)
+    config = DetectorTrainConfig(
+        epochs=1, limit=None, stride=2, flip_test=True, init=str(tmp_path / "a"), threads=1
+    )
     train_detector(tiny_data, tmp_path / "b", config, log=said.append)
     # The backbone and the stride-4 merge carry over; the new stride-2 merge and the heads start afresh.
     assert f"61 of 74 tensors taken from {tmp_path / 'a'}" in said[0]
     detector = TinyDetector(tmp_path / "b", threshold=0.0)
-    assert (
-        detector.net.stride == 2 and json.loads((tmp_path / "b" / "config.json").read_text())["stride"] == 2
-    )
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert detector.net.stride == saved["stride"] == 2 and detector.flip_test and saved["flip_test"]
     assert detector.detect(np.zeros((64, 64, 3), np.uint8))[0]  # threshold 0: every peak is a box
 
 

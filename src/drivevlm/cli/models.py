@@ -85,6 +85,9 @@ def train(
     detector_stride: Annotated[
         int, typer.Option(help="Output stride of the detector's heatmap: 4 or 2.")
     ] = 4,
+    detector_flip_test: Annotated[
+        bool, typer.Option(help="Average each frame with its mirror when detecting (saved in the config).")
+    ] = False,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
@@ -121,6 +124,7 @@ def train(
             vru_boost=detector_vru_boost,
             val_every=detector_val_every,
             stride=detector_stride,
+            flip_test=detector_flip_test,
             init=detector_init,
         )
         summary.update(

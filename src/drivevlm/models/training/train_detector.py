@@ -35,6 +35,7 @@ class DetectorTrainConfig:
     weight_decay: float = 1e-4
     width: int = 16
     stride: int = 4
+    flip_test: bool = False
     threshold: float = 0.3
     seed: int = 0
     threads: int | None = None
@@ -192,6 +193,7 @@ def train_detector(
         "input_size": size,
         "width": cfg.width,
         "stride": cfg.stride,
+        "flip_test": cfg.flip_test,
         "threshold": cfg.threshold,
         "training": {**cfg.__dict__, **summary, "data_dir": str(data_dir)},
     }
