@@ -114,6 +114,19 @@ def test_training_continues_from_a_saved_model_with_mirrored_windows(
     assert continued == (folder / "tokenizer.json").read_text()
 
 
+def test_module_command_trains_at_the_chosen_frame_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from drivevlm.models.training.train_tiny_vlm import main
+
+    windows = tmp_path / "windows.npz"
+    args = ["--out", str(tmp_path / "m"), "--steps", "1", "--train-windows", "4", "--frame-size", "64"]
+    main([*args, "--batch-size", "2", "--threads", "1", "--windows", str(windows)])
+    assert VlmWindows.load(windows).frames.shape[1:3] == (64, 64)
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["shape"]["frame_size"] == 64
+    capsys.readouterr()
+
+
 def test_continuing_from_a_folder_without_a_training_record_names_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"init: .*training\.json"):
         train_tiny_vlm(tmp_path / "out", steps=1, init=tmp_path, log=None)

@@ -525,16 +525,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--frame-size", type=int, default=DEFAULT_FRAME_SIZE, help="pixels the model sees")
     parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
+    shape = TinyVlmShape(frame_size=args.frame_size)
     windows = None
     if args.windows is not None and args.windows.is_file():
         windows = VlmWindows.load(args.windows)
     elif args.windows is not None:
-        windows = generate_windows(args.train_windows, seed=args.seed, scenarios=scenarios)
+        windows = generate_windows(
+            args.train_windows, seed=args.seed, scenarios=scenarios, frame_size=shape.frame_size
+        )
         windows.save(args.windows)
     summary = train_tiny_vlm(
         args.out,
@@ -547,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         category_power=args.category_power,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        shape=None if args.init else shape,
         threads=args.threads,
         init=args.init,
         flip=args.flip,
