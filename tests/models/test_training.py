@@ -97,25 +97,32 @@ def test_yolo_trains_on_the_export(tiny_data: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def heldout_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = tmp_path_factory.mktemp("heldout") / "set"
-    generate_dataset(data, 1200, seed=11, towns=("tee", "irregular"), step_stride=2)
+    generate_dataset(data, 1200, seed=11, towns=("tee", "irregular"), size=224, step_stride=2)
     return evaluate_models(data)
 
 
 @pytest.mark.slow
 def test_shipped_image_text_model_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
-    """Unsafe frames against clear-road frames, as the issue words the bar (0.926 measured on this set)."""
+    """Unsafe frames against clear-road frames, as the issue words the bar (0.917 measured on this set)."""
     clip = heldout_report["aligned_clip"]
     assert clip["bev"]["r_static_auc"] >= 0.9 and clip["meets_bar"], clip
 
 
 @pytest.mark.slow
+def test_shipped_detector_recall_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
+    """Pedestrians and cyclists within 30 m found at IoU >= 0.5 (0.951 measured on this set)."""
+    det = heldout_report["tiny_detector"]
+    assert det["vru_recall_30m"] >= 0.9, det
+
+
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bundled detector misses its bar (this set: VRU recall 0.82, precision 0.70; see MODEL_CARD.md)",
+    reason="this set: VRU precision 0.761 at the validation-chosen threshold (see MODEL_CARD.md)",
 )
-def test_shipped_detector_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
+def test_shipped_detector_precision_meets_its_bar_on_unseen_towns(heldout_report: dict[str, Any]) -> None:
     det = heldout_report["tiny_detector"]
-    assert det["vru_recall_30m"] >= 0.9 and det["vru_precision"] >= 0.8, det
+    assert det["vru_precision"] >= 0.8, det
 
 
 def test_detector_warm_start_balanced_sampling_and_validation_threshold(

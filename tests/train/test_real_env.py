@@ -100,7 +100,7 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
         data["env"].update({"scenario": "pedestrian_crossing", "rgb_size": 96})
         data["models"] = {
             "clip": {"backend": "aligned", "model": "bundled"},
-            "detector": {"backend": "tiny", "model": "bundled", "threshold": 0.25},
+            "detector": {"backend": "tiny", "model": "bundled"},
             "lvlm": {
                 "backend": "openai",
                 "base_url": server.base_url,
@@ -112,20 +112,21 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
         }
         from drivevlm.config import apply_overrides
 
-        data = apply_overrides(data, [*SMALL, "train.total_timesteps=256", "train.annotator.batch_size=16"])
+        data = apply_overrides(data, [*SMALL, "train.total_timesteps=320", "train.annotator.batch_size=16"])
         summary = train(data, tmp_path / "run")
         served = len(server.requests)
     counters = summary["annotator"]
-    assert summary["steps"] == 256 and counters["annotated"] == 256 and counters["fallbacks"] == 0
+    assert summary["steps"] == 320 and counters["annotated"] == 320 and counters["fallbacks"] == 0
     fallbacks = {k: v for k, v in counters.items() if k.startswith("reward_fn/fallback:")}
     assert fallbacks["reward_fn/fallback:lvlm_error:http_retryable"] == 30, fallbacks
     assert fallbacks["reward_fn/fallback:lvlm_error:malformed"] == 30, fallbacks
     # The server answers one request at a time: requests queued behind a slow answer can time out
     # client-side before the server reads them, so how many of the 20 slow answers surface varies.
     assert 1 <= fallbacks["reward_fn/fallback:lvlm_error:timeout"] <= 40, fallbacks
-    # The gate opens where the bundled detector sees the crossing pedestrian: most frames of this scenario.
+    # The gate opens where the bundled detector sees the crossing pedestrian: most frames of this scenario,
+    # enough for the script (40 answers, 80 failures, 20 slow answers, then answers again).
     calls = counters["reward_fn/lvlm_calls"]
-    assert counters["reward_fn/gate_open"] == calls >= 200
+    assert counters["reward_fn/gate_open"] == calls >= 180
     # A request timed out client-side may never have been read by the server.
     assert calls - 5 <= served <= calls
     # Only 40 answers came before the failures: the rest of the used answers came after the recovery.

@@ -216,7 +216,7 @@ def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = 
 
     ``out_dir/images/{train,val}/*.png``, ``out_dir/labels/{train,val}/*.txt`` (class cx cy w h, normalised),
     with the held-out towns as `val`. Train a YOLOv8n on it with the `yolo` extra:
-    ``YOLO("yolov8n.yaml").train(data=<data.yaml>, imgsz=160)``.
+    ``YOLO("yolov8n.yaml").train(data=<data.yaml>, imgsz=<frame size>)``.
     """
     from PIL import Image
 
