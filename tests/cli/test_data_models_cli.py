@@ -82,6 +82,12 @@ def test_eval_of_the_bundled_models_on_given_data(tiny_set: tuple[Path, dict]) -
     report = last_json(result.stdout)
     assert report["root"].endswith("bundled") and "aligned_clip" not in report
     assert report["tiny_detector"]["frames"] == tiny_set[1]["heldout_frames"]
+    args = ["models", "eval", "--data", str(data), "--models", "detector", "--detector-threshold"]
+    at_half = runner.invoke(app, [*args, "0.5", "--json"])
+    assert at_half.exit_code == 0, at_half.output
+    assert last_json(at_half.stdout)["tiny_detector"]["threshold"] == 0.5
+    wrong = runner.invoke(app, [*args, "1.5"])
+    assert wrong.exit_code == 2 and "--detector-threshold" in wrong.output
 
 
 def test_eval_generates_held_out_frames_of_the_chosen_size() -> None:

@@ -185,12 +185,18 @@ def evaluate(
     ] = 224,
     seed: Annotated[int, typer.Option(help="Seed of the generated held-out frames and windows.")] = 11,
     vlm_windows: Annotated[int, typer.Option(help="Held-out windows for the tiny Qwen3-VL.")] = 600,
+    detector_threshold: Annotated[
+        float | None,
+        typer.Option(help="Score threshold to measure the detector at; default: the model's own."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-measure held-out quality against the issue's bars (unseen towns and seeds)."""
     from drivevlm.models.training import evaluate as measures
 
     names = parse_models(models)
+    if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
+        fail("--detector-threshold", f"must lie in [0, 1], got {detector_threshold}")
     base = root if root is not None else measures.BUNDLED_ROOT
     for name in names:
         if not (base / MODEL_NAMES[name] / "config.json").is_file():
@@ -222,7 +228,7 @@ def evaluate(
                 )
             if "detector" in names:
                 report["tiny_detector"] = measures.evaluate_detector(
-                    data, base / "tiny_detector", split, limit
+                    data, base / "tiny_detector", split, limit, detector_threshold
                 )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import held_out_windows
