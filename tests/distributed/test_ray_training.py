@@ -120,7 +120,12 @@ def test_killed_runner_and_annotator_recover_and_annotate_each_transition_once(r
         env.close()
     assert killer.killed_with_batches_in_flight > 0
     assert env.restarts == 1 and stats["reward_fn/actor_restarts"] == 1.0
-    assert stats["requeued"] >= 8 and stats["fallbacks"] == 0 and stats["stale"] == 0
+    # Each batch in flight goes back to the queue; a batch holds up to 8 transitions (fewer when the
+    # annotator drained the queue before it filled).
+    requeued = stats["requeued"]
+    assert (
+        requeued >= killer.killed_with_batches_in_flight and stats["fallbacks"] == 0 and stats["stale"] == 0
+    )
     # Every transition written exactly once, none lost, none twice.
     assert sorted(writes) == list(range(192))
     assert max(writes.values()) == 1
