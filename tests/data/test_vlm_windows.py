@@ -108,6 +108,7 @@ def test_shrink_matches_requested_size() -> None:
         ({"count": 2, "gated_fraction": 1.5}, "gated_fraction"),
         ({"count": 2, "frame_size": 256, "render_size": 128}, "frame_size"),
         ({"count": 2, "frames_per_window": 0}, "frames_per_window"),
+        ({"count": 2, "labels": "omniscient"}, "labels"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, object], field: str) -> None:

@@ -31,6 +31,7 @@ from drivevlm.models.training.train_tiny_vlm import (
     category_weights,
     dynamic_prompt,
     evaluate_tiny_vlm,
+    saved_frame_size,
     train_tiny_vlm,
 )
 from drivevlm.rewards.dynamic import DEFAULT_PROMPT_VERSION
@@ -121,9 +122,11 @@ def test_module_command_trains_at_the_chosen_frame_size(
 
     windows = tmp_path / "windows.npz"
     args = ["--out", str(tmp_path / "m"), "--steps", "1", "--train-windows", "4", "--frame-size", "64"]
+    args += ["--labels", "field_of_view"]
     main([*args, "--batch-size", "2", "--threads", "1", "--windows", str(windows)])
     assert VlmWindows.load(windows).frames.shape[1:3] == (64, 64)
     assert json.loads((tmp_path / "m" / "training.json").read_text())["shape"]["frame_size"] == 64
+    assert saved_frame_size(tmp_path / "m") == 64
     capsys.readouterr()
 
 
@@ -247,7 +250,7 @@ def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
     ],
 )
 def test_shipped_model_meets_the_held_out_bar(seed: int) -> None:
-    windows = held_out_windows(HELD_OUT_WINDOWS, seed=seed)
+    windows = held_out_windows(HELD_OUT_WINDOWS, seed=seed, frame_size=saved_frame_size(BUNDLED_DIR))
     report = evaluate_tiny_vlm(BUNDLED_DIR, windows)
     assert report["windows"] >= 0.8 * HELD_OUT_WINDOWS
     assert report["category_accuracy"] >= 0.85, report

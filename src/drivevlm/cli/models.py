@@ -232,9 +232,11 @@ def evaluate(
                 )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import held_out_windows
-        from drivevlm.models.training.train_tiny_vlm import evaluate_tiny_vlm
+        from drivevlm.models.training.train_tiny_vlm import evaluate_tiny_vlm, saved_frame_size
 
-        result = evaluate_tiny_vlm(base / MODEL_NAMES["vlm"], held_out_windows(vlm_windows, seed=seed))
+        folder = base / MODEL_NAMES["vlm"]
+        windows = held_out_windows(vlm_windows, seed=seed, frame_size=saved_frame_size(folder))
+        result = evaluate_tiny_vlm(folder, windows)
         result["meets_bar"] = bool(result["category_accuracy"] >= measures.VLM_ACCURACY_BAR)
         report["tiny_qwen3vl"] = result
     emit(_finite(report) if as_json else _flatten(report), as_json)

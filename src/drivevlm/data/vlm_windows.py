@@ -35,6 +35,7 @@ DEFAULT_FRAMES_PER_WINDOW = 4
 # The env renders 224 px frames by default; the model's image processor shrinks them to this size.
 DEFAULT_RENDER_SIZE = 224
 DEFAULT_FRAME_SIZE = 128
+LABEL_KINDS = ("camera", "field_of_view")
 HELD_OUT_TOWNS = tuple(name for name, town in TOWNS.items() if town.unseen)
 TRAIN_TOWNS = (TRAINING_TOWN,)
 # Seeds of held-out windows start here, so train and held-out episodes never share a seed.
@@ -184,13 +185,16 @@ def generate_windows(
     max_episodes: int | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    labels: str = "camera",
 ) -> VlmWindows:
     """Drive the scripted follower through random towns/scenarios/seeds and cut `count` windows.
 
     Windows are taken from random steps (each step kept with `accept_probability`, so neighbouring
     windows are not all near-duplicates) until `round(count * gated_fraction)` gated windows and the
     rest ungated ones are collected, at most `max_windows_per_episode` per episode.
-    Episode i uses seed `seed * 100_000 + i`.
+    Episode i uses seed `seed * 100_000 + i`. `labels`: "camera" counts only the actors the camera shows
+    (gate and risk); "field_of_view" any actor in the field of view, hidden or not (labels before these
+    were restricted, kept to reproduce models trained on them).
     """
     if count < 1:
         raise ValueError(f"count: expected at least 1 window, got {count}")
@@ -206,6 +210,8 @@ def generate_windows(
         raise ValueError(
             f"frame_size, render_size: need 16 <= frame_size <= render_size, got {frame_size}, {render_size}"
         )
+    if labels not in LABEL_KINDS:
+        raise ValueError(f"labels: expected one of {LABEL_KINDS}, got {labels!r}")
     towns = _check_names("towns", towns, list(TOWNS))
     scenarios = _check_names("scenarios", scenarios or list(SCENARIOS), list(SCENARIOS))
     densities = _check_names("densities", densities, [d.value for d in Density])
@@ -251,7 +257,7 @@ def generate_windows(
             while state is not None and taken < max_windows_per_episode:
                 states.append(state)
                 if len(states) == frames_per_window:
-                    seen = seen_actor_ids(renderer, state)
+                    seen = seen_actor_ids(renderer, state) if labels == "camera" else None
                     gate = is_gated(state, seen=seen)
                     wanted = have_gated < need_gated if gate else have_other < need_other
                     if wanted and rng.random() < accept_probability:

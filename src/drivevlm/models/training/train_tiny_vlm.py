@@ -265,6 +265,11 @@ def _saved_shape(folder: Path) -> TinyVlmShape:
     return TinyVlmShape(**json.loads(record.read_text(encoding="utf-8"))["shape"])
 
 
+def saved_frame_size(folder: str | Path) -> int:
+    """The frame side a saved model was trained at: held-out windows are cut at that size."""
+    return _saved_shape(Path(folder)).frame_size
+
+
 def _load_saved(folder: Path) -> tuple[Any, Any, Any]:
     from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3VLForConditionalGeneration
 
@@ -529,17 +534,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
+    parser.add_argument(
+        "--labels", default="camera", help="camera (default) or field_of_view: see generate_windows"
+    )
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
     shape = TinyVlmShape(frame_size=args.frame_size)
-    windows = None
     if args.windows is not None and args.windows.is_file():
         windows = VlmWindows.load(args.windows)
-    elif args.windows is not None:
+    else:
         windows = generate_windows(
-            args.train_windows, seed=args.seed, scenarios=scenarios, frame_size=shape.frame_size
+            args.train_windows,
+            seed=args.seed,
+            scenarios=scenarios,
+            frame_size=shape.frame_size,
+            labels=args.labels,
         )
-        windows.save(args.windows)
+        if args.windows is not None:
+            windows.save(args.windows)
     summary = train_tiny_vlm(
         args.out,
         minutes=args.minutes,
@@ -560,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.eval_windows:
         from drivevlm.data.vlm_windows import held_out_windows
 
-        held_out = held_out_windows(args.eval_windows)
+        held_out = held_out_windows(args.eval_windows, frame_size=saved_frame_size(args.out))
         print(json.dumps(evaluate_tiny_vlm(args.out, held_out), indent=2))
 
 
