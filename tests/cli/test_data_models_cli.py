@@ -115,6 +115,7 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     first = out / "tiny_qwen3vl"
     args = ["models", "train", "--out", str(tmp_path / "again"), "--models", "vlm", "--vlm-steps", "1"]
     args += ["--vlm-windows", "4", "--vlm-batch-size", "2", "--threads", "1", "--json"]
+    args += ["--vlm-frame-size", "64", "--vlm-labels", "field_of_view"]
     continued = runner.invoke(app, [*args, "--vlm-init", str(first), "--vlm-flip", "--vlm-lr", "1e-4"])
     assert continued.exit_code == 0, continued.output
     summary = last_json(continued.stdout)["tiny_qwen3vl"]
@@ -126,6 +127,11 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     [
         (["models", "train", "--models", "clip,resnet"], "unknown model 'resnet'"),
         (["models", "train", "--models", "clip"], "pass --data"),
+        (["models", "train", "--models", "vlm", "--vlm-steps", "1", "--vlm-labels", "all"], "--vlm-labels"),
+        (
+            ["models", "train", "--models", "vlm", "--vlm-steps", "1", "--vlm-frame-size", "100"],
+            "--vlm-frame-size",
+        ),
         (["models", "train", "--models", "vlm"], "--vlm-steps"),
         (
             ["models", "eval", "--models", "detector", "--root", "/nonexistent"],

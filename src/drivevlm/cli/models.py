@@ -103,6 +103,12 @@ def train(
         Path | None, typer.Option(help="Continue from this tiny Qwen3-VL folder (e.g. the bundled one).")
     ] = None,
     vlm_flip: Annotated[bool, typer.Option(help="Mirror half the training windows left-right.")] = False,
+    vlm_frame_size: Annotated[
+        int, typer.Option(help="Side of the frames the tiny Qwen3-VL sees, pixels.")
+    ] = 128,
+    vlm_labels: Annotated[
+        str, typer.Option(help="camera (actors the camera shows) or field_of_view (older labels).")
+    ] = "camera",
     as_json: JsonFlag = False,
 ) -> None:
     """Train the chosen models; the defaults are the recipes of the shipped models' cards."""
@@ -141,13 +147,21 @@ def train(
             )
         )
     if "vlm" in names:
-        from drivevlm.data.vlm_windows import generate_windows
-        from drivevlm.models.training.train_tiny_vlm import train_tiny_vlm
+        from drivevlm.data.vlm_windows import LABEL_KINDS, generate_windows
+        from drivevlm.models.training.train_tiny_vlm import TinyVlmShape, train_tiny_vlm
 
         if (vlm_steps is None) == (vlm_minutes is None):
             fail("--vlm-steps", "give exactly one of --vlm-steps, --vlm-minutes")
+        if vlm_labels not in LABEL_KINDS:
+            fail("--vlm-labels", f"expected one of {', '.join(LABEL_KINDS)}, got {vlm_labels!r}")
+        try:
+            shape = TinyVlmShape(frame_size=vlm_frame_size)
+        except ValueError as error:
+            fail("--vlm-frame-size", str(error))
         scenarios = vlm_scenarios.split(",") if vlm_scenarios else None
-        windows = generate_windows(vlm_windows, seed=seed, scenarios=scenarios)
+        windows = generate_windows(
+            vlm_windows, seed=seed, scenarios=scenarios, frame_size=shape.frame_size, labels=vlm_labels
+        )
         summary["tiny_qwen3vl"] = train_tiny_vlm(
             out / MODEL_NAMES["vlm"],
             minutes=vlm_minutes,
@@ -158,6 +172,7 @@ def train(
             learning_rate=vlm_lr,
             category_power=vlm_category_power,
             threads=threads,
+            shape=None if vlm_init else shape,
             init=vlm_init,
             flip=vlm_flip,
             log=typer.echo,
