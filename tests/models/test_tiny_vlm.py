@@ -127,6 +127,22 @@ def test_module_command_trains_at_the_chosen_frame_size(
     assert VlmWindows.load(windows).frames.shape[1:3] == (64, 64)
     assert json.loads((tmp_path / "m" / "training.json").read_text())["shape"]["frame_size"] == 64
     assert saved_frame_size(tmp_path / "m") == 64
+    # Continuing keeps the saved shape: its windows are cut at 64 px without being told.
+    again = tmp_path / "again.npz"
+    args = [
+        "--out",
+        str(tmp_path / "m2"),
+        "--steps",
+        "1",
+        "--train-windows",
+        "4",
+        "--init",
+        str(tmp_path / "m"),
+    ]
+    main([*args, "--batch-size", "2", "--threads", "1", "--windows", str(again)])
+    assert VlmWindows.load(again).frames.shape[1:3] == (64, 64)
+    # A folder this trainer did not save (a real Qwen3-VL) is scored at the default size.
+    assert saved_frame_size(tmp_path) == 128
     capsys.readouterr()
 
 

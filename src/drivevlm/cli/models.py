@@ -147,7 +147,7 @@ def train(
             )
         )
     if "vlm" in names:
-        from drivevlm.data.vlm_windows import LABEL_KINDS, generate_windows
+        from drivevlm.data.vlm_windows import LABEL_KINDS
         from drivevlm.models.training.train_tiny_vlm import TinyVlmShape, train_tiny_vlm
 
         if (vlm_steps is None) == (vlm_minutes is None):
@@ -159,15 +159,14 @@ def train(
         except ValueError as error:
             fail("--vlm-frame-size", str(error))
         scenarios = vlm_scenarios.split(",") if vlm_scenarios else None
-        windows = generate_windows(
-            vlm_windows, seed=seed, scenarios=scenarios, frame_size=shape.frame_size, labels=vlm_labels
-        )
         summary["tiny_qwen3vl"] = train_tiny_vlm(
             out / MODEL_NAMES["vlm"],
             minutes=vlm_minutes,
             steps=vlm_steps,
             seed=seed,
-            windows=windows,
+            train_windows=vlm_windows,
+            scenarios=scenarios,
+            labels=vlm_labels,
             batch_size=vlm_batch_size,
             learning_rate=vlm_lr,
             category_power=vlm_category_power,

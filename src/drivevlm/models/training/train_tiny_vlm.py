@@ -257,17 +257,21 @@ def category_weights(categories: Sequence[str], power: float = 0.5) -> np.ndarra
     return weights / weights.sum()
 
 
-def _saved_shape(folder: Path) -> TinyVlmShape:
+def _saved_shape(folder: Path) -> TinyVlmShape | None:
     """The shape recorded in a saved model's training.json (the trainer writes it beside the weights)."""
     record = folder / "training.json"
     if not record.is_file():
-        raise FileNotFoundError(f"init: {record} not found; continue only from a folder this trainer saved")
+        return None
     return TinyVlmShape(**json.loads(record.read_text(encoding="utf-8"))["shape"])
 
 
 def saved_frame_size(folder: str | Path) -> int:
-    """The frame side a saved model was trained at: held-out windows are cut at that size."""
-    return _saved_shape(Path(folder)).frame_size
+    """The frame side a saved model was trained at (held-out windows are cut at that size).
+
+    A folder this trainer did not save (no training.json) gets the default size.
+    """
+    shape = _saved_shape(Path(folder))
+    return DEFAULT_FRAME_SIZE if shape is None else shape.frame_size
 
 
 def _load_saved(folder: Path) -> tuple[Any, Any, Any]:
@@ -327,13 +331,15 @@ def train_tiny_vlm(
     threads: int | None = 2,
     init: str | Path | None = None,
     flip: bool = False,
+    labels: str = "camera",
     log: Callable[[str], None] | None = print,
     log_every: int = 50,
 ) -> dict[str, Any]:
     """Train for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
 
     `windows` supplies the training data; None generates `train_windows` fresh windows from the env
-    (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all).
+    (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all; `labels` as in
+    `generate_windows`) at the model's frame size.
     Categories are drawn with weights frequency ** -category_power. `init` continues from a saved model
     folder (its tokenizer, image processor and shape) instead of starting from scratch. `flip` mirrors half
     the windows left-right (every frame of a window alike): the descriptions never say left or right.
@@ -352,6 +358,11 @@ def train_tiny_vlm(
     out_dir = Path(out_dir)
     if init is not None:
         shape = _saved_shape(Path(init))
+        if shape is None:
+            record = Path(init) / "training.json"
+            raise FileNotFoundError(
+                f"init: {record} not found; continue only from a folder this trainer saved"
+            )
     shape = shape or TinyVlmShape()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -365,6 +376,7 @@ def train_tiny_vlm(
             scenarios=scenarios,
             frames_per_window=frames_per_window,
             frame_size=shape.frame_size,
+            labels=labels,
         )
     if windows.frames_per_window != frames_per_window:
         raise ValueError(
@@ -539,10 +551,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
-    shape = TinyVlmShape(frame_size=args.frame_size)
+    # A continued model keeps its saved shape; windows are cut at its frame size.
+    shape = (_saved_shape(args.init) if args.init else None) or TinyVlmShape(frame_size=args.frame_size)
+    windows = None
     if args.windows is not None and args.windows.is_file():
         windows = VlmWindows.load(args.windows)
-    else:
+    elif args.windows is not None:
         windows = generate_windows(
             args.train_windows,
             seed=args.seed,
@@ -550,8 +564,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             frame_size=shape.frame_size,
             labels=args.labels,
         )
-        if args.windows is not None:
-            windows.save(args.windows)
+        windows.save(args.windows)
     summary = train_tiny_vlm(
         args.out,
         minutes=args.minutes,
@@ -567,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         threads=args.threads,
         init=args.init,
         flip=args.flip,
+        labels=args.labels,
     )
     print(json.dumps(summary, indent=2))
     if args.eval_windows:
