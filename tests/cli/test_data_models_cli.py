@@ -132,6 +132,10 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
             ["models", "train", "--models", "vlm", "--vlm-steps", "1", "--vlm-frame-size", "100"],
             "--vlm-frame-size",
         ),
+        (
+            ["models", "train", "--models", "vlm", "--vlm-steps", "1", "--vlm-vision-hidden", "63"],
+            "--vlm-vision-hidden",
+        ),
         (["models", "train", "--models", "vlm"], "--vlm-steps"),
         (
             ["models", "eval", "--models", "detector", "--root", "/nonexistent"],

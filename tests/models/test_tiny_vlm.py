@@ -217,6 +217,10 @@ def test_shape_checks_name_the_field() -> None:
         TinyVlmShape(frame_size=100)
     with pytest.raises(ValueError, match="text_hidden"):
         TinyVlmShape(text_hidden=48)
+    with pytest.raises(ValueError, match="vision_hidden"):
+        TinyVlmShape(vision_hidden=63)
+    with pytest.raises(ValueError, match="vision_depth"):
+        TinyVlmShape(vision_depth=0)
 
 
 # ---------------------------------------------------------------- the shipped model

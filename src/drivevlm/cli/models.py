@@ -106,6 +106,8 @@ def train(
     vlm_frame_size: Annotated[
         int, typer.Option(help="Side of the frames the tiny Qwen3-VL sees, pixels.")
     ] = 128,
+    vlm_vision_hidden: Annotated[int, typer.Option(help="Width of the tiny Qwen3-VL's vision tower.")] = 64,
+    vlm_vision_depth: Annotated[int, typer.Option(help="Blocks of its vision tower.")] = 2,
     vlm_labels: Annotated[
         str, typer.Option(help="camera (actors the camera shows) or field_of_view (older labels).")
     ] = "camera",
@@ -155,9 +157,12 @@ def train(
         if vlm_labels not in LABEL_KINDS:
             fail("--vlm-labels", f"expected one of {', '.join(LABEL_KINDS)}, got {vlm_labels!r}")
         try:
-            shape = TinyVlmShape(frame_size=vlm_frame_size)
+            shape = TinyVlmShape(
+                frame_size=vlm_frame_size, vision_hidden=vlm_vision_hidden, vision_depth=vlm_vision_depth
+            )
         except ValueError as error:
-            fail("--vlm-frame-size", str(error))
+            field = str(error).split(":")[0]
+            fail(f"--vlm-{field.replace('_', '-')}", str(error))
         scenarios = vlm_scenarios.split(",") if vlm_scenarios else None
         summary["tiny_qwen3vl"] = train_tiny_vlm(
             out / MODEL_NAMES["vlm"],

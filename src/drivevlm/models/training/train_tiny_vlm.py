@@ -81,6 +81,13 @@ class TinyVlmShape:
             raise ValueError(
                 f"frame_size: must be a multiple of patch_size * merge_size = {factor}, got {self.frame_size}"
             )
+        if self.vision_depth < 1:
+            raise ValueError(f"vision_depth: expected at least 1 block, got {self.vision_depth}")
+        if self.vision_hidden < 1 or self.vision_hidden % self.vision_heads:
+            raise ValueError(
+                f"vision_hidden: must be a positive multiple of vision_heads = {self.vision_heads}, "
+                f"got {self.vision_hidden}"
+            )
         if self.text_hidden != self.text_heads * self.head_dim:
             raise ValueError(
                 f"text_hidden: must equal text_heads * head_dim = {self.text_heads * self.head_dim}, "
@@ -543,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--frame-size", type=int, default=DEFAULT_FRAME_SIZE, help="pixels the model sees")
+    parser.add_argument("--vision-hidden", type=int, default=TinyVlmShape.vision_hidden, help="width")
+    parser.add_argument("--vision-depth", type=int, default=TinyVlmShape.vision_depth, help="blocks")
     parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
@@ -552,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
     # A continued model keeps its saved shape; windows are cut at its frame size.
-    shape = (_saved_shape(args.init) if args.init else None) or TinyVlmShape(frame_size=args.frame_size)
+    shape = (_saved_shape(args.init) if args.init else None) or TinyVlmShape(
+        frame_size=args.frame_size, vision_hidden=args.vision_hidden, vision_depth=args.vision_depth
+    )
     windows = None
     if args.windows is not None and args.windows.is_file():
         windows = VlmWindows.load(args.windows)
