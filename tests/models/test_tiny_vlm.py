@@ -261,9 +261,11 @@ def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
         HELD_OUT_SEED,
         pytest.param(
             11,
-            marks=pytest.mark.xfail(strict=True, reason="78.4 % measured on this fresh held-out seed (card)"),
+            marks=pytest.mark.xfail(strict=True, reason="83.5 % measured on this fresh held-out seed (card)"),
         ),
         23,
+        37,
+        41,
     ],
 )
 def test_shipped_model_meets_the_held_out_bar(seed: int) -> None:
