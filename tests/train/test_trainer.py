@@ -126,6 +126,14 @@ train({config!r}, {run!r}, reward_fn=SignalsReward(), env_factory=lambda r: ToyD
 """
 
 
+def test_resuming_a_complete_run_trains_nothing_and_reports_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train(_config(total_timesteps=64), run, reward_fn=SignalsReward(), env_factory=_toy_factory)
+    again = train(None, run, resume=True, reward_fn=SignalsReward(), env_factory=_toy_factory)
+    assert again["session"] == 1 and again["steps"] == first["steps"] == 64
+    assert again["steps_this_session"] == 0 and again["episodes"] == first["episodes"]
+
+
 @pytest.mark.slow
 def test_resume_after_kill_9(tmp_path: Path) -> None:
     run = tmp_path / "run"

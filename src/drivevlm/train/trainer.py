@@ -379,6 +379,8 @@ def train(
         link = make_annotation(model, cfg, reward_fn, window_frames)
         run.link = link
         monitor = TrainingMonitor(run, progress, trainer_state)
+        # learn() binds the callback itself, but a resumed run that is already complete never calls it.
+        monitor.init_callback(model)
         if cfg.mode == "async":
             link.annotator.start()
         remaining = cfg.total_timesteps - model.num_timesteps
