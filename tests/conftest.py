@@ -28,6 +28,8 @@ os.environ["YOLO_CONFIG_DIR"] = str(_PRIVATE_DIR / "yolo")
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# A model trained without its own logger logs here, not to a new tempdir/SB3-<time> folder per learn().
+os.environ["SB3_LOGDIR"] = str(_PRIVATE_DIR / "sb3")
 
 
 def _give_ultralytics_a_font() -> None:
