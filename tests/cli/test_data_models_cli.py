@@ -55,14 +55,14 @@ def test_train_then_eval_clip_and_detector(tiny_set: tuple[Path, dict], tmp_path
     data, _ = tiny_set
     out = tmp_path / "models"
     args = ["models", "train", "--data", str(data), "--out", str(out), "--models", "clip,detector"]
-    args += ["--clip-epochs", "1", "--detector-epochs", "1", "--threads", "1", "--json"]
-    trained = runner.invoke(app, args)
+    args += ["--clip-epochs", "1", "--detector-epochs", "1", "--detector-pin-threshold", "0.25"]
+    trained = runner.invoke(app, [*args, "--threads", "1", "--json"])
     assert trained.exit_code == 0, trained.output
     summary = last_json(trained.stdout)
     assert summary["aligned_clip"]["epochs"] == 1 and summary["tiny_detector"]["epochs"] == 1
     # What was written loads through the real backends.
     AlignedClipEncoder(out / "aligned_clip")
-    TinyDetector(out / "tiny_detector")
+    assert TinyDetector(out / "tiny_detector").threshold == 0.25
     evaluated = runner.invoke(
         app,
         ["models", "eval", "--data", str(data), "--root", str(out), "--models", "clip,detector", "--json"],
@@ -137,6 +137,10 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
             "--vlm-vision-hidden",
         ),
         (["models", "train", "--models", "vlm"], "--vlm-steps"),
+        (
+            ["models", "train", "--models", "detector", "--detector-pin-threshold", "2"],
+            "--detector-pin-threshold",
+        ),
         (
             ["models", "eval", "--models", "detector", "--root", "/nonexistent"],
             "no tiny_detector/config.json",

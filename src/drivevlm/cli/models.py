@@ -88,6 +88,12 @@ def train(
     detector_flip_test: Annotated[
         bool, typer.Option(help="Average each frame with its mirror when detecting (saved in the config).")
     ] = False,
+    detector_pin_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Ship this score threshold (the presets' gate: 0.25); default: chosen."
+        ),
+    ] = None,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
@@ -134,6 +140,7 @@ def train(
             stride=detector_stride,
             flip_test=detector_flip_test,
             init=detector_init,
+            pin_threshold=detector_pin_threshold,
         )
         summary.update(
             train_models(

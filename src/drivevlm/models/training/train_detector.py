@@ -43,6 +43,9 @@ class DetectorTrainConfig:
     vru_boost: float = 1.0
     val_every: int = 0
     init: str | None = None
+    # The operating point to ship (e.g. the gate threshold the presets run at); the validation
+    # choice, if any, is still measured and recorded beside it.
+    pin_threshold: float | None = None
 
 
 def validation_episodes(records: list[dict[str, Any]], every: int) -> set[str]:
@@ -127,6 +130,8 @@ def train_detector(
         raise ValueError(f"epochs, batch_size: must be positive, got {cfg.epochs}, {cfg.batch_size}")
     if cfg.vru_boost <= 0 or cfg.val_every < 0:
         raise ValueError(f"vru_boost, val_every: need > 0 and >= 0, got {cfg.vru_boost}, {cfg.val_every}")
+    if cfg.pin_threshold is not None and not 0.0 <= cfg.pin_threshold <= 1.0:
+        raise ValueError(f"pin_threshold: must lie in [0, 1], got {cfg.pin_threshold}")
     set_seed_and_threads(cfg.seed, cfg.threads)
     started = time.perf_counter()
     frames = load_split(data_dir, "train", cfg.limit)
@@ -194,7 +199,7 @@ def train_detector(
         "width": cfg.width,
         "stride": cfg.stride,
         "flip_test": cfg.flip_test,
-        "threshold": cfg.threshold,
+        "threshold": cfg.threshold if cfg.pin_threshold is None else cfg.pin_threshold,
         "training": {**cfg.__dict__, **summary, "data_dir": str(data_dir)},
     }
     save_weights(Path(out_dir), net.state_dict(), model_config)
@@ -202,12 +207,15 @@ def train_detector(
         from drivevlm.models.training.evaluate import choose_threshold
 
         chosen = choose_threshold(data_dir, out_dir, held_back)
-        model_config["threshold"] = chosen["threshold"]
+        if cfg.pin_threshold is None:
+            model_config["threshold"] = chosen["threshold"]
         model_config["threshold_choice"] = {**chosen, "validation_episodes": sorted(held_back)}
         write_json(Path(out_dir) / "config.json", model_config)
-        summary["threshold"] = chosen["threshold"]
+        summary["threshold"] = model_config["threshold"]
         summary["validation"] = chosen["validation"]
         log(f"tiny detector: threshold {chosen['threshold']} chosen on validation {chosen['validation']}")
+        if cfg.pin_threshold is not None:
+            log(f"tiny detector: shipping the pinned threshold {cfg.pin_threshold} instead")
     return summary
 
 
