@@ -119,7 +119,10 @@ def train(
     ] = "camera",
     as_json: JsonFlag = False,
 ) -> None:
-    """Train the chosen models; the defaults are the recipes of the shipped models' cards."""
+    """Train the chosen models; quick defaults (the clip's are its card's recipe).
+
+    The shipped detector (four stages) and small VLM need the flags their MODEL_CARD.md lists.
+    """
     from drivevlm.models.training.evaluate import train_models
     from drivevlm.models.training.train_aligned_clip import ClipTrainConfig
     from drivevlm.models.training.train_detector import DetectorTrainConfig
