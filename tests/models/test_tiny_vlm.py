@@ -255,19 +255,8 @@ def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "seed",
-    [
-        HELD_OUT_SEED,
-        pytest.param(
-            11,
-            marks=pytest.mark.xfail(strict=True, reason="83.5 % measured on this fresh held-out seed (card)"),
-        ),
-        23,
-        37,
-        41,
-    ],
-)
+# Every held-out seed the card reports: 1, 11, 23, 37 and 41 chose these weights, 43, 47 and 53 did not.
+@pytest.mark.parametrize("seed", [HELD_OUT_SEED, 11, 23, 37, 41, 43, 47, 53])
 def test_shipped_model_meets_the_held_out_bar(seed: int) -> None:
     windows = held_out_windows(HELD_OUT_WINDOWS, seed=seed, frame_size=saved_frame_size(BUNDLED_DIR))
     report = evaluate_tiny_vlm(BUNDLED_DIR, windows)
