@@ -6,6 +6,7 @@ huggingface_hub or ultralytics (they read them once, at import).
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import shutil
@@ -18,6 +19,15 @@ from typing import Any
 import pytest
 
 _PRIVATE_DIR = Path(tempfile.mkdtemp(prefix="drivevlm-tests-"))
+_OWNER_PID = os.getpid()
+
+
+@atexit.register
+def _remove_private_dir() -> None:
+    """At exit, also when pytest stops before configuring (a usage error); never from a forked child."""
+    if os.getpid() == _OWNER_PID:
+        shutil.rmtree(_PRIVATE_DIR, ignore_errors=True)
+
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -117,7 +127,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
     socket.getaddrinfo = _real_getaddrinfo
-    shutil.rmtree(_PRIVATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
