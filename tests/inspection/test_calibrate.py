@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -45,6 +46,9 @@ def test_semantic_preset_reports_distributions_gate_rate_and_theta(semantic_resu
     assert result["suggested_theta_max"] == pytest.approx(result["combined"]["p95"])
     assert result["current_theta"] == [-0.03, 0.0]
     assert result["scored_frames_per_s"] > 0
+    by_scenario = result["gate_rate_by_scenario"]
+    assert list(by_scenario) == ["pedestrian_crossing", "car_following"]
+    assert np.mean(list(by_scenario.values())) == pytest.approx(result["gate_rate"])
 
 
 def test_write_puts_the_suggested_theta_into_a_copy_of_the_config(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivevlm.models.cache import CachedEncoder, CachedVLM, ResultCache, cache_key
+from drivevlm.models.cache import CachedEncoder, CachedVLM, ResultCache, cache_key, cached_vlm
 
 
 def test_key_depends_on_every_part() -> None:
@@ -155,6 +155,27 @@ def test_cached_vlm_remembers_answers_across_restarts_but_not_empty_ones(tmp_pat
     assert restarted.generate(frames, "p") == "A cyclist ahead"
     assert again.calls == 0
     assert CachedVLM(again, restarted.cache, "dynamic_goal_v2").generate(frames, "p") == "other"
+
+
+class ScriptedBatchVLM(ScriptedVLM):
+    def __init__(self, answers: list[str]) -> None:
+        super().__init__(answers)
+        self.batches: list[int] = []
+
+    def generate_batch(self, windows: list[list[np.ndarray]], prompt: str) -> list[str]:
+        self.batches.append(len(windows))
+        return [self.generate(frames, prompt) for frames in windows]
+
+
+def test_cached_batch_vlm_asks_only_the_misses_in_one_call(tmp_path: Path) -> None:
+    windows = [[np.full((4, 4, 3), i, np.uint8)] for i in range(4)]
+    cache = ResultCache(tmp_path / "c.sqlite")
+    assert type(cached_vlm(ScriptedVLM(["x"]), cache, "v1")) is CachedVLM
+    inner = ScriptedBatchVLM(["a", "b", "c", "d", "e"])
+    vlm = cached_vlm(inner, cache, "v1")
+    assert vlm.generate_batch(windows[1:3], "p") == ["a", "b"]  # type: ignore[attr-defined]
+    assert vlm.generate_batch(windows, "p") == ["c", "a", "b", "d"]  # type: ignore[attr-defined]
+    assert inner.batches == [2, 2]
 
 
 def test_max_entries_must_be_positive(tmp_path: Path) -> None:

@@ -88,3 +88,16 @@ def test_bad_inputs(vlm: Qwen3VLModel) -> None:
         vlm.generate(np.zeros((0, 32, 32, 3), np.uint8), "risk?")
     with pytest.raises(ValueError, match="max_new_tokens"):
         Qwen3VLModel("unused/never-loaded", max_new_tokens=0)
+
+
+def test_batched_windows_answer_as_separate_calls(vlm: Qwen3VLModel) -> None:
+    """Padded batches and frames shared between consecutive windows change no answer."""
+    frames = list(window(7, seed=5))
+    windows = [frames[i : i + 4] for i in range(4)] + [window(2, seed=9), (frames[0],) * 4]
+    prompt = "Describe the risk ahead in one short sentence."
+    separate = [vlm.generate(w, prompt) for w in windows]
+    assert vlm.generate_batch(windows, prompt) == separate
+    inputs = vlm.prepare_batch(windows, prompt)
+    # Left padding: every row ends with the assistant cue; the shorter window's row starts with padding.
+    assert inputs["attention_mask"][:, -1].all() and not inputs["attention_mask"][4, 0]
+    assert inputs["pixel_values"].shape[0] == int(inputs["image_grid_thw"].prod(dim=-1).sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -165,3 +166,69 @@ def test_dynamic_pathway_arguments_are_checked() -> None:
         DynamicPathway(PixelEncoder(TEXTS), AttentionGate(SceneDetector()), vlm, window_frames=0)
     with pytest.raises(ValueError, match="fallback_goal"):
         DynamicPathway(PixelEncoder(TEXTS), AttentionGate(SceneDetector()), vlm, fallback_goal=" ")
+
+
+class _CountingQwen:
+    """The in-process Qwen3-VL backend, counting its calls; `fail_batches` batched calls raise first."""
+
+    def __init__(self, folder: object, fail_batches: int = 0) -> None:
+        from drivevlm.models.lvlm.qwen3vl import Qwen3VLModel
+
+        self.inner = Qwen3VLModel(folder, max_new_tokens=4)  # type: ignore[arg-type]
+        self.name = self.inner.name
+        self.fail_batches = fail_batches
+        self.batch_sizes: list[int] = []
+        self.single_calls = 0
+
+    def generate(self, frames: list[np.ndarray], prompt: str) -> str:
+        self.single_calls += 1
+        return self.inner.generate(frames, prompt)
+
+    def generate_batch(self, windows: list[list[np.ndarray]], prompt: str) -> list[str]:
+        self.batch_sizes.append(len(windows))
+        if self.fail_batches:
+            self.fail_batches -= 1
+            raise RuntimeError("out of memory")
+        return self.inner.generate_batch(windows, prompt)
+
+
+class _AnyTextEncoder(PixelEncoder):
+    """PixelEncoder that embeds any text outside its table (a random model's answers) as (0, 0, 1)."""
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.table.get(t, np.array([0, 0, 1], np.float32)) for t in texts])
+
+
+def _pixel_windows(n: int) -> list[list[np.ndarray]]:
+    frames = [frame((i, 3, 4), 1, size=32) for i in range(n + 3)]
+    return [frames[i : i + 4] for i in range(n)]
+
+
+def test_a_batching_backend_answers_the_gated_windows_in_batches(tiny_qwen3vl_dir) -> None:  # type: ignore[no-untyped-def]
+    vlm = _CountingQwen(tiny_qwen3vl_dir)
+    pathway = DynamicPathway(
+        _AnyTextEncoder(TEXTS),
+        AttentionGate(SceneDetector()),
+        vlm,
+        lvlm_batch_size=4,  # type: ignore[arg-type]
+    )
+    windows = _pixel_windows(10)
+    scores = pathway(windows)
+    assert vlm.batch_sizes == [4, 4, 2] and vlm.single_calls == 0
+    expected = [pathway._goal(vlm.inner.generate(w[-4:], pathway.prompt)) for w in windows]
+    assert list(zip(scores.goals, scores.fallbacks, strict=True)) == expected
+    assert pathway.stats["lvlm_calls"] == 10 and pathway.stats["lvlm_batches"] == 3
+
+
+def test_a_failed_batch_is_asked_window_by_window(tiny_qwen3vl_dir) -> None:  # type: ignore[no-untyped-def]
+    vlm = _CountingQwen(tiny_qwen3vl_dir, fail_batches=1)
+    pathway = DynamicPathway(
+        _AnyTextEncoder(TEXTS),
+        AttentionGate(SceneDetector()),
+        vlm,
+        lvlm_batch_size=4,  # type: ignore[arg-type]
+    )
+    scores = pathway(_pixel_windows(6))
+    assert vlm.batch_sizes == [4, 2] and vlm.single_calls == 4
+    assert len(scores.goals) == 6 and all(scores.gate)
+    assert pathway.stats["lvlm_batch_failures"] == 1 and pathway.stats["lvlm_calls"] == 6

@@ -102,8 +102,9 @@ def test_calibrate_reports_distributions_and_suggested_theta() -> None:
     ]
     with ChatServer([Reply(GOAL)]) as server:
         reward = semantic(server)
-        report = calibrate(reward, requests)
+        report = calibrate(reward, requests, labels=["even", "odd"] * 10)
     assert report["frames"] == 20 and report["gate_rate"] == 0.5
+    assert report["gate_rate_by_label"] == {"even": 0.0, "odd": 1.0}
     assert report["r_dynamic_gated"]["count"] == 10
     combined = report["combined"]
     assert report["suggested_theta_min"] == pytest.approx(combined["p5"])

@@ -190,3 +190,44 @@ def test_an_episode_overwritten_before_annotation_is_dropped() -> None:
     _annotate(buffer)
     assert buffer.pop_episode_returns() == []
     assert buffer._ended_episodes == []
+
+
+@pytest.mark.parametrize("storage", ["bits", "uint8"])
+def test_learner_samples_are_the_preprocessed_samples(storage: str) -> None:
+    buffer = _buffer(20, bev_storage=storage)
+    for step in range(8):
+        _add(buffer, step, done=step == 3)
+    _annotate(buffer)
+    np.random.seed(3)
+    plain = buffer.sample(16)
+    np.random.seed(3)
+    ready = buffer.sample_for_learner(16)
+    for key, scale in (("bev", 255.0), ("state", 1.0)):
+        for got, expected in (
+            (ready.observations[key], plain.observations[key]),
+            (ready.next_observations[key], plain.next_observations[key]),
+        ):
+            assert got.dtype == np.float32 or got.dtype.is_floating_point
+            np.testing.assert_array_equal(got.numpy(), expected.numpy().astype(np.float32) / scale)
+    for name in ("actions", "rewards", "dones"):
+        assert getattr(ready, name).tolist() == getattr(plain, name).tolist()
+
+
+def test_a_buffer_saved_with_channel_first_bits_loads_in_the_current_layout() -> None:
+    buffer = _buffer(10, n_envs=2)
+    for step in range(4):
+        _add(buffer, step, done=step == 1)
+    _annotate(buffer)
+    arrays = dict(buffer.state_arrays())
+    # What a checkpoint written before the channels-last layout held: masks packed in (C, H, W) order.
+    shape = ENV.observation_space["bev"].shape
+    del arrays["bit_layout"]
+    for name in ("obs/bev", "terminal/bev"):
+        hwc = np.unpackbits(arrays[name], axis=-1).reshape((*arrays[name].shape[:-1], *shape[1:], shape[0]))
+        arrays[name] = np.packbits(np.moveaxis(hwc, -1, -3).reshape(*arrays[name].shape[:-1], -1), axis=-1)
+    copy = _buffer(10, n_envs=2)
+    copy.load_state_arrays(arrays)
+    ids = [0, 3, 5, 7]
+    a, b = buffer.transitions(ids), copy.transitions(ids)
+    np.testing.assert_array_equal(a.observations["bev"].numpy(), b.observations["bev"].numpy())
+    np.testing.assert_array_equal(a.next_observations["bev"].numpy(), b.next_observations["bev"].numpy())

@@ -40,6 +40,8 @@ def _print_calibration(result: dict[str, Any]) -> None:
         typer.echo(_format_distribution("R_dynamic (gated)", result["r_dynamic_gated"]))
         typer.echo(_format_distribution("sum", result["combined"]))
         typer.echo(f"{'gate rate':>18}: {result['gate_rate']:.3f}")
+        for scenario, rate in result.get("gate_rate_by_scenario", {}).items():
+            typer.echo(f"{scenario:>18}: {rate:.3f}")
         reasons = ", ".join(f"{k}={v}" for k, v in result["lvlm_fallback_reasons"].items()) or "none"
         typer.echo(f"{'LVLM fallbacks':>18}: {result['lvlm_fallbacks']} ({reasons})")
         typer.echo(

@@ -127,6 +127,8 @@ def train_command(
         "annotator_fallbacks": summary["annotator"].get("fallbacks", 0.0),
         "checkpoint": summary["checkpoint"],
     }
+    if "gate_rate" in summary:
+        result["gate_rate"] = summary["gate_rate"]
     if as_json:
         typer.echo(json.dumps(summary, default=float))
     else:

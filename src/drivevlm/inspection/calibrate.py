@@ -18,7 +18,7 @@ import yaml
 
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
-from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
+from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_labelled_requests
 from drivevlm.presets import resolve_preset
 from drivevlm.rewards.build import ModelFactory, build_reward
 from drivevlm.rewards.config import reward_sections
@@ -75,9 +75,10 @@ def run_calibration(
     reward_fn = build_reward(reward_cfg, models_cfg, factory)
     needs_frames = bool(reward_fn.needs_frames)
     started = time.perf_counter()
-    requests = sample_requests(
+    labelled = sample_labelled_requests(
         env_cfg, scenarios, frames, reward_cfg.window_frames, needs_frames, seed=seed, stride=stride
     )
+    requests = [request for _, request in labelled]
     sampled = time.perf_counter()
     result: dict[str, Any] = {
         "preset": reward_cfg.preset,
@@ -88,7 +89,8 @@ def run_calibration(
         "high_pct": high_pct,
     }
     if isinstance(reward_fn, SemanticReward):
-        result |= calibrate(reward_fn, requests, low_pct, high_pct)
+        result |= calibrate(reward_fn, requests, low_pct, high_pct, labels=[s for s, _ in labelled])
+        result["gate_rate_by_scenario"] = result.pop("gate_rate_by_label")
         result["lvlm_fallback_reasons"] = _fallback_reasons(reward_fn)
     else:
         terms = reward_fn(requests)

@@ -98,7 +98,24 @@ def sample_requests(
     seed: int = 0,
     stride: int = 5,
 ) -> list[RewardRequest]:
-    """`frames` requests spread evenly over `scenarios`, one every `stride` steps of scripted episodes.
+    """`frames` requests spread evenly over `scenarios` (see `sample_labelled_requests`)."""
+    labelled = sample_labelled_requests(
+        env_config, scenarios, frames, window_frames, render_frames, seed, stride
+    )
+    return [request for _, request in labelled]
+
+
+def sample_labelled_requests(
+    env_config: EnvConfig,
+    scenarios: Sequence[str],
+    frames: int,
+    window_frames: int,
+    render_frames: bool,
+    seed: int = 0,
+    stride: int = 5,
+) -> list[tuple[str, RewardRequest]]:
+    """(scenario, request) pairs: `frames` requests spread evenly over `scenarios`, one every `stride`
+    steps of scripted episodes.
 
     Each scenario drives episodes (seed, seed+1, ...) until its share is collected; an episode that ends early
     is followed by another, up to a bound that keeps a degenerate scenario from looping forever.
@@ -109,7 +126,7 @@ def sample_requests(
         raise ConfigError(f"stride: must be >= 1, got {stride}")
     names = check_scenarios(scenarios)
     share = math.ceil(frames / len(names))
-    requests: list[RewardRequest] = []
+    requests: list[tuple[str, RewardRequest]] = []
     for index, scenario in enumerate(names):
         wanted = min(share, frames - len(requests))
         if wanted <= 0:
@@ -121,7 +138,7 @@ def sample_requests(
             steps = (wanted - taken) * stride
             for item in drive_episode(config, steps, window_frames, episode_seed):
                 if item.step % stride == 0:
-                    requests.append(item.request)
+                    requests.append((scenario, item.request))
                     taken += 1
             if taken >= wanted:
                 break

@@ -67,6 +67,9 @@ class ResultCache:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
+            # A crash loses no committed entry; a power cut may lose the newest ones (a cache can afford
+            # that), and no write waits for an fsync (a full sync cost about 0.7 ms per entry).
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM entries").fetchone()
             return db
@@ -81,6 +84,7 @@ class ResultCache:
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
             return db
 
@@ -197,10 +201,12 @@ class CachedVLM:
         self.prompt_version = prompt_version
         self.name = vlm.name
 
+    def _key(self, frames: Sequence[np.ndarray], prompt: str) -> str:
+        arrays = [np.asarray(f) for f in frames]
+        return cache_key("lvlm-answer", self.name, self.prompt_version, prompt, *arrays)
+
     def generate(self, frames: Sequence[np.ndarray], prompt: str) -> str:
-        key = cache_key(
-            "lvlm-answer", self.name, self.prompt_version, prompt, *[np.asarray(f) for f in frames]
-        )
+        key = self._key(frames, prompt)
         cached = self.cache.get_text(key)
         if cached is not None:
             return cached
@@ -208,3 +214,27 @@ class CachedVLM:
         if isinstance(answer, str) and answer.strip():
             self.cache.put_text(key, answer)
         return answer
+
+
+class CachedBatchVLM(CachedVLM):
+    """`CachedVLM` for a backend that answers several windows per call: the misses go in one call."""
+
+    def generate_batch(self, windows: Sequence[Sequence[np.ndarray]], prompt: str) -> list[str]:
+        keys = [self._key(frames, prompt) for frames in windows]
+        answers: list[str | None] = [self.cache.get_text(key) for key in keys]
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        if missing:
+            fresh = self.inner.generate_batch([windows[i] for i in missing], prompt)  # type: ignore[attr-defined]
+            if len(fresh) != len(missing):
+                raise RuntimeError(f"{self.name}: {len(fresh)} answers for {len(missing)} windows")
+            for i, answer in zip(missing, fresh, strict=True):
+                answers[i] = answer
+                if isinstance(answer, str) and answer.strip():
+                    self.cache.put_text(keys[i], answer)
+        return [str(answer) for answer in answers]
+
+
+def cached_vlm(vlm: VisionLanguageModel, cache: ResultCache, prompt_version: str) -> CachedVLM:
+    """The caching wrapper that keeps what the backend can do (batched windows or one at a time)."""
+    batched = callable(getattr(vlm, "generate_batch", None))
+    return (CachedBatchVLM if batched else CachedVLM)(vlm, cache, prompt_version)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from drivevlm.config import ConfigError
 from drivevlm.models.base import Detector, ImageTextEncoder, VisionLanguageModel
-from drivevlm.models.cache import CachedEncoder, CachedVLM, ResultCache
+from drivevlm.models.cache import CachedEncoder, ResultCache, cached_vlm
 from drivevlm.rewards.base import RewardFunction
 from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, ModelsConfig, RewardConfig
 from drivevlm.rewards.registry import get_preset
@@ -128,7 +128,7 @@ class ModelProvider:
         if "vlm" not in self._made:
             vlm = self.factory.make_vlm(self.config.lvlm)
             cache = self._cache()
-            self._made["vlm"] = CachedVLM(vlm, cache, self.prompt_version) if cache is not None else vlm
+            self._made["vlm"] = cached_vlm(vlm, cache, self.prompt_version) if cache is not None else vlm
         return self._made["vlm"]
 
 

@@ -143,6 +143,8 @@ class LVLMConfig(Section):
     retries: int = Field(2, ge=0)
     backoff_s: float = Field(0.5, ge=0)
     concurrency: int = Field(8, ge=1)
+    # Windows per call for backends that answer several at once (qwen3vl: one padded generate() call).
+    batch_size: int = Field(32, ge=1)
     max_tokens: int = Field(64, ge=1)
     temperature: float = Field(0.0, ge=0)
     # Name of an environment variable holding the server's API key (most local servers need none).

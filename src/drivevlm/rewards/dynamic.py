@@ -112,11 +112,14 @@ class DynamicPathway:
         beta: float = 1.0,
         max_words: int = DEFAULT_MAX_WORDS,
         concurrency: int = 8,
+        lvlm_batch_size: int = 32,
     ) -> None:
         if window_frames < 1:
             raise ValueError(f"window_frames: must be >= 1 (K+1 frames), got {window_frames}")
         if concurrency < 1:
             raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
+        if lvlm_batch_size < 1:
+            raise ValueError(f"lvlm_batch_size: must be >= 1, got {lvlm_batch_size}")
         if not fallback_goal.strip():
             raise ValueError("fallback_goal: must not be empty")
         self.encoder = encoder
@@ -129,6 +132,7 @@ class DynamicPathway:
         self.beta = beta
         self.max_words = max_words
         self.concurrency = concurrency
+        self.lvlm_batch_size = lvlm_batch_size
         self.prompt = self.template.render(num_frames=window_frames, max_words=max_words)
         self.positive = np.asarray(encoder.encode_texts([positive_goal])[0])
         self._goal_embeddings: dict[str, np.ndarray] = {}
@@ -160,6 +164,38 @@ class DynamicPathway:
         ) as error:  # a reward thread must survive any backend failure; it is counted and logged
             kind = getattr(error, "kind", type(error).__name__)
             return self._fallback(f"lvlm_error:{kind}", str(error))
+        return self._goal(answer)
+
+    def describe_all(self, windows: Sequence[Sequence[np.ndarray]]) -> list[tuple[str, str]]:
+        """`describe` for many windows: in padded batches of `lvlm_batch_size` where the backend answers
+        several windows per call (`generate_batch`), else `concurrency` calls at a time. A batch that fails
+        is retried window by window, so one bad window cannot take the others' answers with it."""
+        generate_batch = getattr(self.vlm, "generate_batch", None)
+        if not callable(generate_batch) or len(windows) == 1:
+            if len(windows) == 1:
+                return [self.describe(windows[0])]
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(windows))) as pool:
+                return list(pool.map(self.describe, windows))
+        results: list[tuple[str, str]] = []
+        for start in range(0, len(windows), self.lvlm_batch_size):
+            chunk = [list(w[-self.window_frames :]) for w in windows[start : start + self.lvlm_batch_size]]
+            try:
+                answers = generate_batch(chunk, self.prompt)
+                if len(answers) != len(chunk):
+                    raise RuntimeError(f"{len(answers)} answers for {len(chunk)} windows")
+            except Exception as error:  # counted and logged; the windows are then asked one by one
+                with self._lock:
+                    self.stats["lvlm_batch_failures"] += 1
+                log.warning("dynamic pathway: batched LVLM call failed (%s); asking window by window", error)
+                results += [self.describe(window) for window in chunk]
+                continue
+            with self._lock:
+                self.stats["lvlm_calls"] += len(chunk)
+                self.stats["lvlm_batches"] += 1
+            results += [self._goal(answer) for answer in answers]
+        return results
+
+    def _goal(self, answer: object) -> tuple[str, str]:
         parsed = parse_goal(answer, self.max_words)
         if not parsed.ok:
             return self._fallback(parsed.reason, repr(answer)[:80])
@@ -192,11 +228,9 @@ class DynamicPathway:
             self.stats["frames"] += n
             self.stats["gate_open"] += len(opened)
         if opened:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(opened))) as pool:
-                for i, (goal, reason) in zip(
-                    opened, pool.map(lambda i: self.describe(windows[i]), opened), strict=True
-                ):
-                    goals[i], fallbacks[i] = goal, reason
+            answers = self.describe_all([windows[i] for i in opened])
+            for i, (goal, reason) in zip(opened, answers, strict=True):
+                goals[i], fallbacks[i] = goal, reason
         cos_pos = np.zeros(n)
         cos_goal = np.zeros(n)
         if opened:

@@ -164,6 +164,7 @@ def make_dynamic_pathway(cfg: RewardConfig, models: ModelProvider) -> DynamicPat
         beta=cfg.beta,
         max_words=cfg.max_goal_words,
         concurrency=models.config.lvlm.concurrency,
+        lvlm_batch_size=models.config.lvlm.batch_size,
     )
 
 
@@ -185,7 +186,11 @@ def vlm_rl(cfg: RewardConfig, models: ModelProvider) -> SemanticReward:
 
 
 def calibrate(
-    reward_fn: SemanticReward, requests: Sequence[RewardRequest], low_pct: float = 5.0, high_pct: float = 95.0
+    reward_fn: SemanticReward,
+    requests: Sequence[RewardRequest],
+    low_pct: float = 5.0,
+    high_pct: float = 95.0,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Distributions of R_static, R_dynamic (gated frames) and their sum on sample requests, plus θmin/θmax.
 
@@ -213,12 +218,18 @@ def calibrate(
     if theta_max <= theta_min:
         theta_max = theta_min + 1e-3
     fallbacks = sum(1 for f in scores["fallbacks"] if f)
+    by_label: dict[str, float] = {}
+    if labels is not None:
+        names = np.asarray(labels)
+        by_label = {name: float(np.mean(scores["gate"][names == name])) for name in dict.fromkeys(labels)}
     return {
         "frames": len(requests),
         "r_static": summary(scores["r_static"]),
         "r_dynamic_gated": summary(gated),
         "combined": summary(combined),
         "gate_rate": float(np.mean(scores["gate"])),
+        # Per label (the scenario each request came from), when labels were given.
+        "gate_rate_by_label": by_label,
         "lvlm_fallbacks": fallbacks,
         "current_theta": [reward_fn.params.theta_min, reward_fn.params.theta_max],
         "suggested_theta_min": theta_min,

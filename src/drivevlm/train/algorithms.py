@@ -33,6 +33,7 @@ from drivevlm.train.buffer import (
     PendingRewards,
     PendingTransition,
 )
+from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
 from drivevlm.train.windows import RequestBuilder
 
 
@@ -115,7 +116,10 @@ class AnnotatedSAC(SAC):
             timeout=buffer.pending.stall_timeout_s
         ):
             raise AnnotatorStalledError("no transition was annotated before the first gradient step")
-        super().train(gradient_steps, batch_size)
+        if isinstance(self.policy, SharedEncoderSACPolicy):
+            train_shared_encoder(self, gradient_steps, batch_size)
+        else:
+            super().train(gradient_steps, batch_size)
 
 
 class RolloutRewards:

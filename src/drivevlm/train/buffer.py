@@ -8,7 +8,8 @@ transitions only. Frames live in the pending records alone and are released once
 
 Memory: the observation of step t+1 is stored once (as the next observation of t and the observation of
 t+1); only episode ends keep a separate terminal observation. The policy's 0/255 masks are stored one bit
-per pixel (`bev_storage="bits"`), 8x smaller than uint8.
+per pixel (`bev_storage="bits"`), 8x smaller than uint8, in HWC order so that a learner batch unpacks
+straight into the channels-last layout the CNN runs fastest on.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, DictReplayBuffer
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from drivevlm.rewards.base import RewardRequest, RewardTerms
+
+# How bit-packed masks are ordered in a saved buffer (checkpoints before the HWC order have no marker).
+BIT_LAYOUT_CHW, BIT_LAYOUT_HWC = 0, 1
 
 
 class AnnotatorStalledError(RuntimeError):
@@ -235,6 +240,7 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         self.pending.attach(self._write_rewards)
         self._lock = threading.Lock()
         self._staged: list[RewardRequest] | None = None
+        self._learner_out: dict[tuple[str, str], th.Tensor] = {}
         self.stale_annotations = 0
         self.overwritten_pending = 0
         self.lossy_masks = 0
@@ -248,11 +254,11 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         return (transition_id // self.n_envs) % self.buffer_size, transition_id % self.n_envs
 
     def _pack(self, key: str, value: np.ndarray) -> np.ndarray:
-        """(n_envs, *shape) -> stored rows; bit keys become one bit per pixel."""
+        """(n_envs, *shape) -> stored rows; bit keys become one bit per pixel, channels last (HWC order)."""
         value = np.asarray(value).reshape((self.n_envs, *self.obs_shape[key]))
         if key not in self._bits:
             return value
-        flat = value.reshape(self.n_envs, -1)
+        flat = np.moveaxis(value, 1, -1).reshape(self.n_envs, -1)
         if np.any((flat != 0) & (flat != 255)):
             self.lossy_masks += 1
             if self.lossy_masks == 1:
@@ -262,14 +268,19 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
                 )
         return np.packbits(flat > 127, axis=1)
 
+    def _unpack_hwc(self, key: str, stored: np.ndarray) -> np.ndarray:
+        """Stored bit rows -> 0/1 uint8 of shape (n, H, W, C)."""
+        channels, *spatial = self.obs_shape[key]
+        bits = np.unpackbits(stored, axis=-1, count=int(np.prod(self.obs_shape[key])))
+        return bits.reshape((stored.shape[0], *spatial, channels))
+
     def _unpack(self, key: str, stored: np.ndarray) -> np.ndarray:
         if key not in self._bits:
             return stored
-        shape = self.obs_shape[key]
         # In place: the unpacked batch is the largest array of a sample; one pass, no temporary.
-        bits = np.unpackbits(stored, axis=-1, count=int(np.prod(shape)))
+        bits = self._unpack_hwc(key, stored)
         np.multiply(bits, np.uint8(255), out=bits)
-        return bits.reshape((stored.shape[0], *shape))
+        return np.moveaxis(bits, -1, 1)
 
     def _tensor(self, array: np.ndarray) -> th.Tensor:
         """Without SB3's `th.tensor` copy: the gathered batch is already a fresh array."""
@@ -362,21 +373,54 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         with self._lock:
             return int(self.annotated[self._valid_rows()].sum())
 
+    def _pick(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and envs of `batch_size` annotated transitions drawn uniformly (call with the lock held)."""
+        rows = self._valid_rows()
+        flat = np.flatnonzero(self.annotated[rows])
+        if flat.size == 0:
+            raise NoAnnotatedTransitionsError("no annotated transition to sample yet")
+        pick = flat[np.random.randint(0, flat.size, size=batch_size)]
+        return rows[pick // self.n_envs], pick % self.n_envs
+
     def sample(  # type: ignore[override]
         self, batch_size: int, env: VecNormalize | None = None
     ) -> DictReplayBufferSamples:
         if env is not None:
             raise ValueError("PendingRewardReplayBuffer does not support VecNormalize")
         with self._lock:
-            rows = self._valid_rows()
-            flat = np.flatnonzero(self.annotated[rows])
-            if flat.size == 0:
-                raise NoAnnotatedTransitionsError("no annotated transition to sample yet")
-            pick = flat[np.random.randint(0, flat.size, size=batch_size)]
-            batch_rows, batch_envs = rows[pick // self.n_envs], pick % self.n_envs
-            return self._gather(batch_rows, batch_envs)
+            return self._gather(*self._pick(batch_size))
 
-    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> DictReplayBufferSamples:
+    def sample_for_learner(self, batch_size: int) -> DictReplayBufferSamples:
+        """As `sample`, with the observations already preprocessed as SB3's policies do it (images / 255).
+
+        Bit masks are unpacked straight into float tensors that are reused from call to call (a fresh
+        tensor of that size costs more in page faults than the unpacking itself), with channels-last
+        strides, on which the CNN runs fastest. The next call overwrites them.
+        """
+        with self._lock:
+            rows, envs = self._pick(batch_size)
+            obs, next_obs = self._gather_stored(rows, envs)
+            rest = self._gather_rest(rows, envs)
+        return DictReplayBufferSamples(
+            observations={k: self._learner_tensor("obs", k, v) for k, v in obs.items()},
+            next_observations={k: self._learner_tensor("next", k, v) for k, v in next_obs.items()},
+            **rest,
+        )
+
+    def _learner_tensor(self, slot: str, key: str, stored: np.ndarray) -> th.Tensor:
+        if key not in self._bits:
+            return preprocess_obs(self._tensor(stored), self.observation_space[key])  # type: ignore[return-value]
+        bits = self._unpack_hwc(key, stored)
+        out = self._learner_out.get((slot, key))
+        if out is None or out.shape != bits.shape:
+            out = self._learner_out[(slot, key)] = th.empty(bits.shape, dtype=th.float32)
+        out.copy_(th.from_numpy(bits))
+        return out.to(self.device).permute(0, 3, 1, 2)
+
+    def _gather_stored(
+        self, rows: np.ndarray, envs: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Stored (still packed) observations and next observations of these slots."""
         following = (rows + 1) % self.buffer_size
         # Only episode-end transitions (dones) have a separate terminal next observation.
         ends = []
@@ -389,15 +433,23 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
             nxt = stored[following, envs]
             for i, terminal in ends:
                 nxt[i] = terminal[key]
-            obs[key] = self._tensor(self._unpack(key, stored[rows, envs]))
-            next_obs[key] = self._tensor(self._unpack(key, nxt))
+            obs[key], next_obs[key] = stored[rows, envs], nxt
+        return obs, next_obs
+
+    def _gather_rest(self, rows: np.ndarray, envs: np.ndarray) -> dict[str, th.Tensor]:
         dones = self.dones[rows, envs] * (1.0 - self.timeouts[rows, envs])
+        return {
+            "actions": self._tensor(self.actions[rows, envs]),
+            "dones": self._tensor(dones.reshape(-1, 1)),
+            "rewards": self._tensor(self.rewards[rows, envs].reshape(-1, 1)),
+        }
+
+    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> DictReplayBufferSamples:
+        obs, next_obs = self._gather_stored(rows, envs)
         return DictReplayBufferSamples(
-            observations=obs,
-            actions=self._tensor(self.actions[rows, envs]),
-            next_observations=next_obs,
-            dones=self._tensor(dones.reshape(-1, 1)),
-            rewards=self._tensor(self.rewards[rows, envs].reshape(-1, 1)),
+            observations={k: self._tensor(self._unpack(k, v)) for k, v in obs.items()},
+            next_observations={k: self._tensor(self._unpack(k, v)) for k, v in next_obs.items()},
+            **self._gather_rest(rows, envs),
         )
 
     def transitions(self, ids: Sequence[int]) -> DictReplayBufferSamples:
@@ -453,6 +505,7 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
                 annotated=self.annotated,
                 fell_back=self.fell_back,
                 counters=np.array([self.pos, int(self.full), self.adds], dtype=np.int64),
+                bit_layout=np.array([BIT_LAYOUT_HWC], dtype=np.int64),
             )
             keys = sorted(self.terminal_next)
             arrays["terminal/slots"] = np.array(keys, dtype=np.int64).reshape(-1, 2)
@@ -465,6 +518,8 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
             return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        # Checkpoints written before bit masks were stored channels last hold them in CHW order.
+        convert = int(arrays.get("bit_layout", [BIT_LAYOUT_CHW])[0]) == BIT_LAYOUT_CHW
         with self._lock:
             for key in self.observations:
                 stored = arrays[f"obs/{key}"]
@@ -472,6 +527,11 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
                     raise ValueError(
                         f"replay buffer {key}: saved shape {stored.shape} != {self.observations[key].shape}"
                     )
+                if convert and key in self._bits:
+                    for start in range(0, len(stored), 1024):
+                        rows = slice(start, start + 1024)
+                        self.observations[key][rows] = self._chw_bits_to_hwc(key, stored[rows])
+                    continue
                 self.observations[key][...] = stored
             for name in ("actions", "rewards", "dones", "timeouts", "ids", "annotated", "fell_back"):
                 getattr(self, name)[...] = arrays[name]
@@ -482,6 +542,17 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
                 self.terminal_next[(row, env)] = {
                     k: arrays[f"terminal/{k}"][index] for k in self.observations
                 }
+                if convert:
+                    for key in self._bits:
+                        self.terminal_next[(row, env)][key] = self._chw_bits_to_hwc(
+                            key, self.terminal_next[(row, env)][key]
+                        )
+
+    def _chw_bits_to_hwc(self, key: str, stored: np.ndarray) -> np.ndarray:
+        shape = self.obs_shape[key]
+        bits = np.unpackbits(stored, axis=-1, count=int(np.prod(shape)))
+        bits = np.moveaxis(bits.reshape((*stored.shape[:-1], *shape)), -3, -1)
+        return np.packbits(bits.reshape((*stored.shape[:-1], -1)), axis=-1)
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(

@@ -28,6 +28,10 @@ class SacConfig(Section):
     use_sde: bool = True
     log_std_init: float = -3.0
     net_arch: list[int] = Field(default_factory=lambda: [500, 300])
+    # shared: one BEV encoder that the critic trains and the actor and targets reuse, one pass per batch
+    # (DrQ / SAC-AE; train/shared_encoder.py); separate: SB3's own SAC, an encoder each for actor and critic
+    # (what VLM-RL ran), several times slower per gradient step.
+    encoder: Literal["shared", "separate"] = "shared"
     # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.
     bev_storage: Literal["bits", "uint8"] = "bits"
 

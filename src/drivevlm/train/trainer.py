@@ -37,6 +37,7 @@ from drivevlm.train.annotator import Annotator
 from drivevlm.train.buffer import PendingRewardReplayBuffer, PendingRewards
 from drivevlm.train.config import TrainConfig, train_section
 from drivevlm.train.policy import BevStateExtractor
+from drivevlm.train.shared_encoder import SharedEncoderSACPolicy
 from drivevlm.train.vec import RestartingSubprocVecEnv
 from drivevlm.train.windows import RequestBuilder
 
@@ -114,7 +115,7 @@ def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> Anno
     if cfg.algorithm == "sac":
         s = cfg.sac
         return AnnotatedSAC(
-            "MultiInputPolicy",
+            SharedEncoderSACPolicy if s.encoder == "shared" else "MultiInputPolicy",
             env,
             learning_rate=quadratic_schedule(s.learning_rate, s.learning_rate_final),
             buffer_size=s.buffer_size,
@@ -193,6 +194,7 @@ class TrainingMonitor(BaseCallback):
         self._next_checkpoint = 0
         self._start_time = time.monotonic()
         self._start_steps = 0
+        self._gate_counts = (0.0, 0.0)
 
     def _on_training_start(self) -> None:
         cfg = self.run.cfg
@@ -250,8 +252,12 @@ class TrainingMonitor(BaseCallback):
         snap = self.snapshot()
         for key in ("episodes", "collision_rate", "steps_per_s", "env_restarts"):
             record(f"rollout/{key}", snap[key])
-        for key, value in self.run.link.annotator.stats().items():
+        stats = self.run.link.annotator.stats()
+        for key, value in stats.items():
             record(f"annotator/{key}", value)
+        gate_rate = self._interval_gate_rate(stats)
+        if gate_rate is not None:
+            record("reward/gate_rate", gate_rate)
         for key, value in self.run.link.annotator.pop_term_means().items():
             record(f"reward/{key}", value)
         for key, values in self._step_metrics.items():
@@ -268,6 +274,15 @@ class TrainingMonitor(BaseCallback):
         self.logger.dump(self.num_timesteps)
         if self.progress is not None:
             self.progress(snap)
+
+    def _interval_gate_rate(self, stats: Mapping[str, float]) -> float | None:
+        """Share of the frames annotated since the last log whose attention gate opened (dynamic pathway)."""
+        frames, opened = stats.get("reward_fn/frames"), stats.get("reward_fn/gate_open")
+        if frames is None or opened is None:
+            return None
+        last_frames, last_opened = self._gate_counts
+        self._gate_counts = (frames, opened)
+        return (opened - last_opened) / (frames - last_frames) if frames > last_frames else None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -407,6 +422,8 @@ def train(
             "env_restarts": int(getattr(env, "restarts", 0)),
             "annotator": stats,
         }
+        if stats.get("reward_fn/frames"):
+            summary["gate_rate"] = stats.get("reward_fn/gate_open", 0.0) / stats["reward_fn/frames"]
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=float).encode())
         return summary
     finally:

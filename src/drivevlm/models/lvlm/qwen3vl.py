@@ -112,34 +112,90 @@ class Qwen3VLModel:
 
     def prepare(self, frames: Sequence[np.ndarray] | np.ndarray, prompt: str) -> dict[str, torch.Tensor]:
         """Model inputs for generate(): token ids, attention mask, pixels, grid sizes, image-token mask."""
+        return self.prepare_batch([frames], prompt)
+
+    def prepare_batch(
+        self, windows: Sequence[Sequence[np.ndarray] | np.ndarray], prompt: str
+    ) -> dict[str, torch.Tensor]:
+        """Inputs for several windows in one forward or generate() call (texts left-padded to one length)."""
+        inputs, source = self._inputs(windows, prompt)
+        sizes = inputs["distinct_grid"].prod(dim=-1).tolist()
+        patches = torch.split(inputs.pop("distinct_pixels"), sizes)
+        inputs["pixel_values"] = torch.cat([patches[i] for i in source])
+        del inputs["distinct_grid"]
+        return inputs
+
+    def _inputs(
+        self, windows: Sequence[Sequence[np.ndarray] | np.ndarray], prompt: str
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """Text inputs for every window, the pixels of each distinct frame, and the distinct frame of each
+        image slot. Consecutive windows share frames (window t holds frames t-K..t), and each frame object
+        is processed once."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt: expected a non-empty string, got {prompt!r}")
-        batch = check_images(frames, what="frames")
-        if len(batch) == 0:
+        if len(windows) == 0:
+            raise ValueError("windows: expected at least one window, got none")
+        batches = [check_images(frames, what="frames") for frames in windows]
+        if any(len(batch) == 0 for batch in batches):
             raise ValueError("frames: expected at least one frame, got none")
+        # An ndarray window is one stacked array: its frames are views, distinct objects every time.
+        keys = [
+            id(frame) if not isinstance(frames, np.ndarray) else (index, slot)
+            for index, frames in enumerate(windows)
+            for slot, frame in enumerate(frames)
+        ]
+        images = [image for batch in batches for image in batch]
+        distinct: dict[Any, int] = {}
+        source = [distinct.setdefault(key, len(distinct)) for key in keys]
+        firsts = {row: slot for slot, row in reversed(list(enumerate(source)))}
         extra = {"size": self.size_override} if self.size_override else {}
-        vision = self.image_processor(images=list(batch), return_tensors="pt", **extra)
-        grid = vision["image_grid_thw"]
-        tokens_per_image = (grid.prod(dim=-1) // self.merge_size**2).tolist()
-        text = expand_image_pads(self.render_chat(len(batch), prompt), tokens_per_image)
-        encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        vision = self.image_processor(
+            images=[images[firsts[row]] for row in range(len(distinct))], return_tensors="pt", **extra
+        )
+        grid = vision["image_grid_thw"][source]
+        tokens = (grid.prod(dim=-1) // self.merge_size**2).tolist()
+        texts, start = [], 0
+        for batch in batches:
+            chat = self.render_chat(len(batch), prompt)
+            texts.append(expand_image_pads(chat, tokens[start : start + len(batch)]))
+            start += len(batch)
+        encoded = self.tokenizer(
+            texts, return_tensors="pt", add_special_tokens=False, padding=True, padding_side="left"
+        )
         input_ids = encoded["input_ids"]
-        return {
+        inputs = {
             "input_ids": input_ids.to(self.device),
             "attention_mask": encoded["attention_mask"].to(self.device),
-            "pixel_values": vision["pixel_values"].to(self.device, self.dtype),
             "image_grid_thw": grid.to(self.device),
             "mm_token_type_ids": (input_ids == self.image_token_id).long().to(self.device),
+            "distinct_pixels": vision["pixel_values"].to(self.device, self.dtype),
+            "distinct_grid": vision["image_grid_thw"].to(self.device),
         }
+        return inputs, source
+
+    def generate(self, frames: Sequence[np.ndarray] | np.ndarray, prompt: str) -> str:
+        return self.generate_batch([frames], prompt)[0]
 
     @torch.inference_mode()
-    def generate(self, frames: Sequence[np.ndarray] | np.ndarray, prompt: str) -> str:
-        inputs = self.prepare(frames, prompt)
+    def generate_batch(self, windows: Sequence[Sequence[np.ndarray] | np.ndarray], prompt: str) -> list[str]:
+        """One answer per window from a single padded generate() call (greedy by default).
+
+        The vision tower encodes each distinct frame once and every image slot showing it takes its
+        features: Qwen3-VL encodes each image on its own, so the answers are those of separate calls.
+        """
+        inputs, source = self._inputs(windows, prompt)
+        encoded = self.model.model.get_image_features(
+            inputs.pop("distinct_pixels"), inputs.pop("distinct_grid"), return_dict=True
+        )
+        encoded.pooler_output = tuple(encoded.pooler_output[row] for row in source)
+        encoded.deepstack_features = [tuple(f[row] for row in source) for f in encoded.deepstack_features]
         output = self.model.generate(
             **inputs,
+            mm_encoder_outputs={"image": encoded},
             max_new_tokens=self.max_new_tokens,
             do_sample=self.do_sample,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
-        return str(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [str(text).strip() for text in texts]
