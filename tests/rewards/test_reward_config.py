@@ -55,6 +55,9 @@ def test_no_collision_penalty_presets_set_zero() -> None:
             "reward.gate.classes: 'pedestrain' is not a COCO",
         ),
         ({"reward": {"gate": {"threshold": 2}}}, "reward.gate.threshold"),
+        ({"reward": {"gate": {"mode": "lane"}}}, "reward.gate.mode"),
+        ({"reward": {"gate": {"half_width_m": 0}}}, "reward.gate.half_width_m"),
+        ({"models": {"lvlm": {"batch_size": 0}}}, "models.lvlm.batch_size"),
         ({"reward": {"window_frames": 0}}, "reward.window_frames"),
         ({"reward": {"goals": {"positive": " "}}}, "reward.goals.positive: must not be empty"),
         ({"models": {"lvlm": {"backend": "gpt"}}}, "models.lvlm.backend"),
@@ -74,6 +77,7 @@ def test_defaults_are_the_method_defaults() -> None:
     assert (reward.preset, reward.alpha, reward.beta) == ("drivevlm_rl", 1.0, 1.0)
     assert (reward.theta_min, reward.theta_max, reward.window_frames) == (-0.03, 0.0, 4)
     assert reward.gate.classes == ("person", "bicycle", "motorcycle") and reward.gate.threshold == 0.25
+    assert reward.gate.mode == "class"  # the paper's gate
     assert reward.collision_penalty == -10.0 and reward.target_speed_kmh == 25.0
     assert models.lvlm.backend == "openai" and models.lvlm.concurrency >= 1
 

@@ -49,14 +49,80 @@ def dynamic_score(
     return np.where(gate, raw, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class GroundCamera:
+    """A pinhole front camera over flat ground: where an image point meets the ground, in the ego frame.
+
+    Pitched down by `pitch_deg`, `height_m` above the ground, `forward_m` ahead of the ego's centre,
+    horizontal field of view `hfov_deg`, square pixels, principal point at the image centre (the embedded
+    simulator's front camera; set these to match another camera).
+    """
+
+    hfov_deg: float = 90.0
+    height_m: float = 1.5
+    pitch_deg: float = 5.0
+    forward_m: float = 2.3
+
+    def ground_points(
+        self, u: np.ndarray, v: np.ndarray, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(metres ahead of the ego's centre, metres to the left) of pixels (u, v); ahead is inf for
+        pixels at or above the horizon."""
+        focal = 0.5 * width / np.tan(np.radians(0.5 * self.hfov_deg))
+        x = (np.asarray(u, dtype=np.float64) - (0.5 * width - 0.5)) / focal
+        y = (np.asarray(v, dtype=np.float64) - (0.5 * height - 0.5)) / focal
+        pitch = np.radians(self.pitch_deg)
+        forward = np.cos(pitch) - y * np.sin(pitch)
+        down = y * np.cos(pitch) + np.sin(pitch)
+        reach = np.where(down > 1e-6, self.height_m / np.maximum(down, 1e-6), np.inf)
+        ahead = np.where(np.isfinite(reach), reach * forward + self.forward_m, np.inf)
+        left = np.where(np.isfinite(reach), -reach * x, 0.0)
+        return ahead, left
+
+
+@dataclass(frozen=True, slots=True)
+class PathFilter:
+    """Which critical objects are in or near the ego's path: the bottom edge of the box (where the object
+    stands) reaches the corridor `half_width_m` either side of the ego's heading, no farther than
+    `max_distance_m` or, at speed, than `ttc_s` seconds of driving."""
+
+    camera: GroundCamera = GroundCamera()
+    max_distance_m: float = 35.0
+    ttc_s: float = 3.0
+    half_width_m: float = 2.5
+
+    def __post_init__(self) -> None:
+        for name in ("max_distance_m", "half_width_m"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"gate.{name}: must be positive, got {getattr(self, name)}")
+        if self.ttc_s < 0:
+            raise ValueError(f"gate.ttc_s: must be >= 0, got {self.ttc_s}")
+
+    def in_path(self, boxes: np.ndarray, width: int, height: int, speed_kmh: float = 0.0) -> np.ndarray:
+        """One bool per (x1, y1, x2, y2) box in pixels of a width x height frame."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        ahead, left_edge = self.camera.ground_points(boxes[:, 0], boxes[:, 3], width, height)
+        _, right_edge = self.camera.ground_points(boxes[:, 2], boxes[:, 3], width, height)
+        horizon = max(self.max_distance_m, speed_kmh / 3.6 * self.ttc_s)
+        overlaps = (np.minimum(left_edge, right_edge) <= self.half_width_m) & (
+            np.maximum(left_edge, right_edge) >= -self.half_width_m
+        )
+        return (ahead > 0) & (ahead <= horizon) & overlaps
+
+
 class AttentionGate:
-    """Opens for a frame when the detector finds a critical class at or above the confidence threshold."""
+    """Opens for a frame when the detector finds a critical class at or above the confidence threshold.
+
+    With a `PathFilter` (the path-aware gate), such an object counts only when it is in or near the ego's
+    path; without one it is the paper's class-only gate.
+    """
 
     def __init__(
         self,
         detector: Detector,
         critical_classes: Sequence[str] = DEFAULT_CRITICAL_CLASSES,
         threshold: float = 0.25,
+        path: PathFilter | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"gate.threshold: expected a confidence in [0, 1], got {threshold}")
@@ -65,6 +131,7 @@ class AttentionGate:
         self.detector = detector
         self.critical_classes = frozenset(check_class_names(critical_classes, "gate.classes"))
         self.threshold = threshold
+        self.path = path
 
     def critical(self, detections: Sequence[Detection]) -> list[Detection]:
         return [
@@ -73,12 +140,24 @@ class AttentionGate:
             if canonical_class(d.label) in self.critical_classes and d.score >= self.threshold
         ]
 
-    def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, list[list[Detection]]]:
-        """(open per frame, the critical detections per frame)."""
+    def _on_path(self, detections: list[Detection], image: np.ndarray, speed_kmh: float) -> list[Detection]:
+        if self.path is None or not detections:
+            return detections
+        boxes = np.array([d.box for d in detections])
+        keep = self.path.in_path(boxes, image.shape[1], image.shape[0], speed_kmh)
+        return [d for d, ok in zip(detections, keep, strict=True) if ok]
+
+    def __call__(
+        self, images: Sequence[np.ndarray] | np.ndarray, speeds_kmh: Sequence[float] | None = None
+    ) -> tuple[np.ndarray, list[list[Detection]]]:
+        """(open per frame, the detections that opened it per frame); `speeds_kmh` (the ego's, per
+        frame) lets a path-aware gate look farther ahead at speed."""
         batch = check_images(images, "front frame")
         found = [self.critical(per_frame) for per_frame in self.detector.detect(batch)]
         if len(found) != len(batch):
             raise RuntimeError(f"detector {self.detector.name}: {len(found)} results for {len(batch)} frames")
+        speeds = [0.0] * len(batch) if speeds_kmh is None else list(speeds_kmh)
+        found = [self._on_path(f, image, speed) for f, image, speed in zip(found, batch, speeds, strict=True)]
         return np.array([bool(f) for f in found], dtype=bool), found
 
 
@@ -211,8 +290,11 @@ class DynamicPathway:
                 self._goal_embeddings[goal] = row
         return np.stack([self._goal_embeddings[g] for g in goals])
 
-    def __call__(self, windows: Sequence[Sequence[np.ndarray]]) -> DynamicScores:
-        """Score a batch of front-camera windows (oldest first; the last frame of each is the current one)."""
+    def __call__(
+        self, windows: Sequence[Sequence[np.ndarray]], speeds_kmh: Sequence[float] | None = None
+    ) -> DynamicScores:
+        """Score a batch of front-camera windows (oldest first; the last frame of each is the current one);
+        `speeds_kmh`, the ego's speed per window, is used by a path-aware gate."""
         for index, window in enumerate(windows):
             if len(window) == 0:
                 raise ValueError(
@@ -220,7 +302,7 @@ class DynamicPathway:
                 )
         current = check_images([w[-1] for w in windows], "front_window current frame")
         n = len(current)
-        gate, detections = self.gate(current)
+        gate, detections = self.gate(current, speeds_kmh)
         goals = [""] * n
         fallbacks = [""] * n
         opened = np.flatnonzero(gate).tolist()

@@ -16,7 +16,7 @@ from drivevlm.models.lvlm.prompts import load_prompt
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.rewards.build import ModelProvider
 from drivevlm.rewards.config import RewardConfig
-from drivevlm.rewards.dynamic import AttentionGate, DynamicPathway
+from drivevlm.rewards.dynamic import AttentionGate, DynamicPathway, GroundCamera, PathFilter
 from drivevlm.rewards.registry import register_preset
 from drivevlm.rewards.signals import signal_arrays, terms_rows
 from drivevlm.rewards.static import StaticPathway
@@ -104,7 +104,9 @@ class SemanticReward:
             "detections": [[] for _ in range(n)],
         }
         if self.dynamic is not None:
-            dynamic = self.dynamic([r.front_window for r in requests])
+            dynamic = self.dynamic(
+                [r.front_window for r in requests], [r.signals.speed_kmh for r in requests]
+            )
             out.update(
                 r_dynamic=dynamic.r_dynamic,
                 gate=dynamic.gate,
@@ -151,10 +153,21 @@ def _static_pathway(cfg: RewardConfig, models: ModelProvider) -> StaticPathway:
     )
 
 
+def make_gate(cfg: RewardConfig, models: ModelProvider) -> AttentionGate:
+    gate = cfg.gate
+    path = None
+    if gate.mode == "path":
+        camera = GroundCamera(
+            gate.camera_hfov_deg, gate.camera_height_m, gate.camera_pitch_deg, gate.camera_forward_m
+        )
+        path = PathFilter(camera, gate.max_distance_m, gate.ttc_s, gate.half_width_m)
+    return AttentionGate(models.detector(), gate.classes, gate.threshold, path)
+
+
 def make_dynamic_pathway(cfg: RewardConfig, models: ModelProvider) -> DynamicPathway:
     return DynamicPathway(
         models.encoder(),
-        AttentionGate(models.detector(), cfg.gate.classes, cfg.gate.threshold),
+        make_gate(cfg, models),
         models.vlm(),
         positive_goal=cfg.goals.dynamic_positive,
         fallback_goal=cfg.goals.fallback,
