@@ -2,6 +2,7 @@
 
 Peers measured in the same run:
 - static pathway batched vs the naive per-frame loop (one encode call per frame);
+- the bundled in-process Qwen3-VL answering padded batches of windows vs one window per generate() call;
 - dual pathway with concurrent LVLM calls vs the same pathway with concurrency 1, against a local stand-in
   chat server (tests/support/chat_server.py) that answers after a fixed delay.
 
@@ -57,6 +58,9 @@ def main() -> None:
     parser.add_argument("--dual-frames", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lvlm-windows", type=int, default=128, help="in-process Qwen3-VL windows")
+    parser.add_argument("--lvlm-batch", type=int, default=32)
+    parser.add_argument("--lvlm-threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -128,8 +132,58 @@ def main() -> None:
         f"{dual[args.concurrency]:.1f} frames/s with concurrency {args.concurrency}, "
         f"{dual[1]:.1f} frames/s sequential ({dual[args.concurrency] / dual[1]:.2f}x)"
     )
+    result["lvlm_inprocess"] = lvlm_inprocess(args)
     if args.json:
         print(json.dumps(result))
+
+
+def lvlm_inprocess(args: argparse.Namespace) -> dict[str, object]:
+    """The bundled tiny Qwen3-VL in process: one window per generate() call beside padded batches.
+
+    Windows are those the trainer builds (the last K+1 = 4 front frames, consecutive steps of a scripted
+    `random` episode, so consecutive windows share frames); `shuffled` batches windows of far-apart steps,
+    where only the padding and batching help.
+    """
+    import torch
+
+    from drivevlm.config import EnvConfig
+    from drivevlm.inspection.frames import drive_episode, scenario_env_config
+    from drivevlm.models.lvlm.prompts import load_prompt
+    from drivevlm.models.registry import make_vlm
+
+    torch.set_num_threads(args.lvlm_threads)
+    config = scenario_env_config(EnvConfig(), "random", 0, True)
+    windows = [list(item.request.front_window) for item in drive_episode(config, args.lvlm_windows, 4, 0)]
+    vlm = make_vlm("qwen3vl", "bundled", max_new_tokens=24)
+    prompt = load_prompt("dynamic_goal_v1").render(num_frames=4, max_words=24)
+    vlm.generate(windows[0], prompt)
+    count = min(32, len(windows))
+    single = frames_per_second(lambda: [vlm.generate(w, prompt) for w in windows[:count]], count, 1)
+    order = np.random.default_rng(0).permutation(len(windows))
+    shuffled = [windows[i] for i in order]
+    rates: dict[str, float] = {}
+    for name, batch in (("consecutive", windows), ("shuffled", shuffled)):
+        size = args.lvlm_batch
+
+        def run(batch: list = batch, size: int = size) -> None:  # type: ignore[type-arg]
+            for start in range(0, len(batch), size):
+                vlm.generate_batch(batch[start : start + size], prompt)  # type: ignore[attr-defined]
+
+        rates[name] = frames_per_second(run, len(batch), args.repeats)
+    print(
+        f"in-process bundled Qwen3-VL, {args.lvlm_threads} threads: {single:.1f} windows/s one per call; "
+        f"batches of {args.lvlm_batch}: {rates['consecutive']:.1f} windows/s consecutive "
+        f"({rates['consecutive'] / single:.1f}x), {rates['shuffled']:.1f} shuffled "
+        f"({rates['shuffled'] / single:.1f}x)"
+    )
+    return {
+        "threads": args.lvlm_threads,
+        "batch": args.lvlm_batch,
+        "windows": len(windows),
+        "windows_per_s_single": single,
+        "windows_per_s_batched_consecutive": rates["consecutive"],
+        "windows_per_s_batched_shuffled": rates["shuffled"],
+    }
 
 
 if __name__ == "__main__":

@@ -495,15 +495,18 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
                 "state_arrays: annotate the pending transitions first (PendingRewards.wait_empty)"
             )
         with self._lock:
-            arrays = {f"obs/{k}": v for k, v in self.observations.items()}
+            # Only the rows written so far (row `pos` holds the newest next observation): a young buffer
+            # of 100,000 rows is saved in a fraction of its full size.
+            used = self.buffer_size if self.full else min(self.pos + 1, self.buffer_size)
+            arrays = {f"obs/{k}": v[:used] for k, v in self.observations.items()}
             arrays.update(
-                actions=self.actions,
-                rewards=self.rewards,
-                dones=self.dones,
-                timeouts=self.timeouts,
-                ids=self.ids,
-                annotated=self.annotated,
-                fell_back=self.fell_back,
+                actions=self.actions[:used],
+                rewards=self.rewards[:used],
+                dones=self.dones[:used],
+                timeouts=self.timeouts[:used],
+                ids=self.ids[:used],
+                annotated=self.annotated[:used],
+                fell_back=self.fell_back[:used],
                 counters=np.array([self.pos, int(self.full), self.adds], dtype=np.int64),
                 bit_layout=np.array([BIT_LAYOUT_HWC], dtype=np.int64),
             )
@@ -521,20 +524,22 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         # Checkpoints written before bit masks were stored channels last hold them in CHW order.
         convert = int(arrays.get("bit_layout", [BIT_LAYOUT_CHW])[0]) == BIT_LAYOUT_CHW
         with self._lock:
+            used = len(arrays["ids"])
             for key in self.observations:
                 stored = arrays[f"obs/{key}"]
-                if stored.shape != self.observations[key].shape:
+                if stored.shape[1:] != self.observations[key].shape[1:] or used > self.buffer_size:
                     raise ValueError(
-                        f"replay buffer {key}: saved shape {stored.shape} != {self.observations[key].shape}"
+                        f"replay buffer {key}: saved shape {stored.shape} does not fit "
+                        f"{self.observations[key].shape}"
                     )
                 if convert and key in self._bits:
-                    for start in range(0, len(stored), 1024):
-                        rows = slice(start, start + 1024)
+                    for start in range(0, used, 1024):
+                        rows = slice(start, min(start + 1024, used))
                         self.observations[key][rows] = self._chw_bits_to_hwc(key, stored[rows])
                     continue
-                self.observations[key][...] = stored
+                self.observations[key][:used] = stored
             for name in ("actions", "rewards", "dones", "timeouts", "ids", "annotated", "fell_back"):
-                getattr(self, name)[...] = arrays[name]
+                getattr(self, name)[:used] = arrays[name]
             pos, full, adds = (int(x) for x in arrays["counters"])
             self.pos, self.full, self.adds = pos, bool(full), adds
             self.terminal_next = {}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from drivevlm.models.base import Detection, check_images
 from drivevlm.models.loading import resolve_bundled_dir
@@ -153,6 +154,18 @@ def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet
     return net.to(device).eval(), config
 
 
+def fuse_batch_norms(net: nn.Module) -> None:
+    """Fold each eval-mode BatchNorm into the convolution before it (inference only: same outputs,
+    one pass less over every feature map)."""
+    for module in net.modules():
+        if isinstance(module, nn.Sequential):
+            for index in range(len(module) - 1):
+                conv, norm = module[index], module[index + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                    module[index] = fuse_conv_bn_eval(conv, norm)
+                    module[index + 1] = nn.Identity()
+
+
 class TinyDetector:
     """`make_detector("tiny", "bundled", threshold=0.3)`: the bundled CenterNet-style detector.
 
@@ -172,6 +185,7 @@ class TinyDetector:
         folder = resolve_detector_dir(model)
         self.device = torch.device(device)
         self.net, self.config = load_tiny_detector(folder, device)
+        fuse_batch_norms(self.net)
         self.input_size = int(self.config["input_size"])
         chosen = float(self.config.get("threshold", 0.3)) if threshold is None else float(threshold)
         if not 0.0 <= chosen <= 1.0:
@@ -190,6 +204,7 @@ class TinyDetector:
         results: list[list[Detection]] = []
         for start in range(0, len(batch), self.batch_size):
             tensor = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
+            # HWC frames as an NCHW tensor with channels-last strides: oneDNN's fastest layout on a CPU.
             tensor = tensor.to(self.device).permute(0, 3, 1, 2).float() / 255.0
             if (height, width) != (self.input_size, self.input_size):
                 tensor = functional.interpolate(
