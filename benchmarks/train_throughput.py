@@ -29,9 +29,9 @@ LAPTOP = [
 ]
 
 
-def run(preset: str, steps: int, overrides: list[str], folder: Path) -> dict[str, Any]:
+def run(preset: str, steps: int, overrides: list[str], folder: Path, interval: int) -> dict[str, Any]:
     data = load_preset(
-        preset, [*overrides, f"train.total_timesteps={steps}", f"train.checkpoint_interval={steps}"]
+        preset, [*overrides, f"train.total_timesteps={steps}", f"train.checkpoint_interval={interval}"]
     )
     summary = train(data, folder / preset)
     annotator = summary["annotator"]
@@ -42,6 +42,7 @@ def run(preset: str, steps: int, overrides: list[str], folder: Path) -> dict[str
         "lvlm_calls": annotator.get("reward_fn/lvlm_calls", 0.0),
         "lvlm_batches": annotator.get("reward_fn/lvlm_batches", 0.0),
         "collection_blocked_s": annotator["collection_blocked_s"],
+        "checkpoint_share": summary["checkpoint_s"] / summary["elapsed_s"],
     }
 
 
@@ -52,22 +53,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--presets", nargs="+", default=["drivevlm_rl", "chen_sac"])
     parser.add_argument("--set", dest="overrides", action="append", default=None, help="as `drivevlm train`")
+    parser.add_argument("--checkpoint-interval", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     overrides = LAPTOP if args.overrides is None else args.overrides
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="drivevlm-throughput-") as tmp:
         for preset in args.presets:
-            rows[preset] = run(preset, args.steps, overrides, Path(tmp))
+            rows[preset] = run(preset, args.steps, overrides, Path(tmp), args.checkpoint_interval)
     peer = rows.get(args.presets[-1], {}).get("steps_per_s")
-    print(f"{args.steps} env steps each, learner settings: {' '.join(overrides)}")
+    print(
+        f"{args.steps} env steps each, a checkpoint every {args.checkpoint_interval}, "
+        f"learner settings: {' '.join(overrides)}"
+    )
     for preset, row in rows.items():
         row["ratio_to_peer"] = row["steps_per_s"] / peer if peer else None
         gate = "" if row["gate_rate"] is None else f", gate rate {row['gate_rate']:.2f}"
         print(
             f"  {preset:<28} {row['steps_per_s']:7.1f} steps/s ({row['ratio_to_peer']:.2f}x "
             f"{args.presets[-1]}){gate}, collection waited {row['collection_blocked_s']:.1f} s "
-            "on the annotator"
+            f"on the annotator, checkpoints took {row['checkpoint_share']:.1%} of the time"
         )
     if args.json:
         print(json.dumps({"steps": args.steps, "overrides": overrides, "rows": rows}))

@@ -252,6 +252,7 @@ class TrainingMonitor(BaseCallback):
         snap = self.snapshot()
         for key in ("episodes", "collision_rate", "steps_per_s", "env_restarts"):
             record(f"rollout/{key}", snap[key])
+        record("time/checkpoint_s", self.run.checkpoint_s)
         stats = self.run.link.annotator.stats()
         for key, value in stats.items():
             record(f"annotator/{key}", value)
@@ -297,18 +298,23 @@ class TrainingMonitor(BaseCallback):
 class _Run:
     def __init__(self, cfg: TrainConfig, run_dir: Path, session: int) -> None:
         self.cfg, self.run_dir, self.session = cfg, run_dir, session
+        self.checkpoint_s = 0.0
         self.model: AnnotatedSAC | AnnotatedPPO
         self.link: AnnotationLink
         self.env: VecEnv
 
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        started = time.monotonic()
         # Quiesce: every collected transition is annotated, so the checkpoint has no pending rewards.
         self.link.annotator.wait_idle(timeout=self.cfg.annotator.stall_timeout_s)
         arrays = None
         if isinstance(self.model, AnnotatedSAC) and self.cfg.checkpoint_replay_buffer:
             arrays = self.model.replay_buffer.state_arrays()  # type: ignore[union-attr]
         state = {**state, "annotator": self.link.annotator.stats()}
-        return ckpt.save_checkpoint(self.run_dir / "checkpoints", self.model, state, arrays)
+        path = ckpt.save_checkpoint(self.run_dir / "checkpoints", self.model, state, arrays)
+        # Collection and learning stand still meanwhile: reported as time/checkpoint_s and in the summary.
+        self.checkpoint_s += time.monotonic() - started
+        return path
 
 
 def _resolved_config(data: Mapping[str, Any], cfg: TrainConfig, env_cfg: EnvConfig) -> dict[str, Any]:
@@ -403,6 +409,7 @@ def train(
         if remaining > 0:
             model.learn(remaining, callback=monitor, reset_num_timesteps=start is None, log_interval=None)  # type: ignore[arg-type]
         elapsed = time.monotonic() - started
+        during_training = run.checkpoint_s
         monitor.log_now()
         final = run.save_checkpoint(monitor.state())
         stats = link.annotator.stats()
@@ -421,6 +428,8 @@ def train(
             "session": session,
             "env_restarts": int(getattr(env, "restarts", 0)),
             "annotator": stats,
+            # Seconds the checkpoints written during training held it up (the final one not included).
+            "checkpoint_s": during_training,
         }
         if stats.get("reward_fn/frames"):
             summary["gate_rate"] = stats.get("reward_fn/gate_open", 0.0) / stats["reward_fn/frames"]
