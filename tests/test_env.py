@@ -77,6 +77,23 @@ def test_observation_layout_and_info(env: DriveEnv) -> None:
     assert road.any()
 
 
+def test_normalized_state_units(env: DriveEnv) -> None:
+    raw = [env.reset(seed=5)[0], env.step(np.array([0.0, 1.0], dtype=np.float32))[0]]
+    env.close()  # libsumo: one simulation per process
+    scaled_env = DriveEnv({**env.config.model_dump(), "state_units": "normalized"})
+    try:
+        scaled = [scaled_env.reset(seed=5)[0], scaled_env.step(np.array([0.0, 1.0], dtype=np.float32))[0]]
+    finally:
+        scaled_env.close()
+    reach = env.config.route_waypoints * env.config.waypoint_spacing_m
+    for a, b in zip(raw, scaled, strict=True):
+        np.testing.assert_allclose(b["state"][:2], a["state"][:2])
+        assert b["state"][2] == pytest.approx(a["state"][2] / env.config.target_speed_kmh, abs=1e-6)
+        np.testing.assert_allclose(b["state"][3:], a["state"][3:] / reach, atol=1e-6)
+        assert np.abs(b["state"][3:]).max() <= 1.0
+    assert raw[1]["state"][2] > 0  # moving: the speed entry is compared, not two zeros
+
+
 def test_frames_rendered_when_asked(tmp_path) -> None:
     environment = DriveEnv(
         {"cache_dir": str(tmp_path), "density": "empty", "render_frames": True, "rgb_size": 96}

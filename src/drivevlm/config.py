@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -44,6 +44,10 @@ class EnvConfig(Section):
     bev_history: tuple[int, ...] = (10, 5, 0)
     route_waypoints: int = Field(15, ge=1)
     waypoint_spacing_m: float = Field(2.0, gt=0)
+    # raw: [steer, throttle, speed km/h, waypoints in m] as VLM-RL feeds them; normalized: speed divided by
+    # target_speed_kmh and waypoints by their reach (route_waypoints * waypoint_spacing_m), so every entry
+    # lies near [-1, 1] like the 0/1 mask features beside it.
+    state_units: Literal["raw", "normalized"] = "raw"
     # RGB frames for the reward models: rendered into `info` only when asked for.
     render_frames: bool = False
     rgb_size: int = Field(224, ge=32, le=1024)

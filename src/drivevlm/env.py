@@ -286,9 +286,13 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         masks = self._masks.render(state, history)
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
-        vector = np.concatenate(
-            [[state.ego.steer, state.ego.throttle, state.ego.speed * 3.6], waypoints.reshape(-1)]
-        ).astype(np.float32)
+        speed = state.ego.speed * 3.6
+        if cfg.state_units == "normalized":
+            speed /= cfg.target_speed_kmh
+            waypoints = waypoints / (cfg.route_waypoints * cfg.waypoint_spacing_m)
+        vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1)]).astype(
+            np.float32
+        )
         return {"bev": masks, "state": vector}
 
     def _frames(self, state: WorldState) -> dict[str, np.ndarray]:

@@ -98,7 +98,13 @@ def test_spec_file_describes_the_observation(tiny_env: TinyDictEnv, tmp_path: Pa
 def exported(tiny_env: TinyDictEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("exported")
     return export_policy(
-        build_sac(tiny_env), tiny_env.observation_space, folder / "policy.onnx", "onnx", MASKS, WAYPOINTS
+        build_sac(tiny_env),
+        tiny_env.observation_space,
+        folder / "policy.onnx",
+        "onnx",
+        MASKS,
+        WAYPOINTS,
+        state_units="normalized",
     )
 
 
@@ -138,6 +144,9 @@ def test_environment_mismatches_are_clear_errors(exported: Path) -> None:
         spec.check_environment(["road", "vehicles", "lane_markings"], WAYPOINTS)
     with pytest.raises(ObservationSpecError, match="waypoint_count"):
         spec.check_environment(list(MASKS), 15)
+    spec.check_environment(list(MASKS), WAYPOINTS, "normalized")
+    with pytest.raises(ObservationSpecError, match="trained on a normalized state vector.*a raw one"):
+        spec.check_environment(list(MASKS), WAYPOINTS, "raw")
 
 
 def test_bad_export_and_load_arguments(tiny_env: TinyDictEnv, tmp_path: Path, exported: Path) -> None:

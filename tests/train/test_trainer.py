@@ -176,3 +176,27 @@ def test_dead_simulator_process_is_restarted(tmp_path: Path) -> None:
     cfg = _config(vec_env="subprocess", total_timesteps=96)
     summary = train(cfg, tmp_path / "run", reward_fn=SignalsReward(), env_factory=factory)
     assert marker.exists() and summary["env_restarts"] == 1 and summary["steps"] == 96
+
+
+def test_exploration_and_entropy_settings_reach_the_learner() -> None:
+    from drivevlm.train.config import TrainConfig
+    from drivevlm.train.trainer import make_model, make_vec_env
+
+    settings = {"warmup_steer": 0.2, "warmup_throttle": [0.1, 0.9], "ent_coef_lr": 3e-3, "sde_sample_freq": 8}
+    cfg = TrainConfig(**_config(sac=settings)["train"])
+    env = make_vec_env(_toy_factory, cfg)
+    model = make_model(cfg, env)
+    actions = np.concatenate([model._sample_action(cfg.sac.learning_starts, None, 2)[0] for _ in range(200)])
+    assert np.abs(actions[:, 0]).max() <= 0.2 and actions[:, 0].std() > 0.05
+    assert actions[:, 1].min() >= 0.1 and actions[:, 1].max() <= 0.9
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(None, []))
+    model._update_learning_rate([model.actor.optimizer])
+    assert model.ent_coef_optimizer.param_groups[0]["lr"] == 3e-3
+    assert model.actor.optimizer.param_groups[0]["lr"] == cfg.sac.learning_rate
+    assert model.sde_sample_freq == 8
+    # Defaults: SB3's own uniform warm-up and the scheduled entropy learning rate.
+    plain = make_model(TrainConfig(**_config()["train"]), env)
+    assert plain.warmup_bounds is None and plain.ent_coef_lr is None
+    env.close()

@@ -151,6 +151,7 @@ def export(
             format,
             mask_channels=env.mask_channels,
             waypoint_count=driver.env_config.route_waypoints,
+            state_units=driver.env_config.state_units,
         )
     finally:
         env.close()

@@ -88,6 +88,7 @@ def observation_spec(
     mask_channels: Sequence[str] | None = None,
     waypoint_count: int | None = None,
     bev_key: str = "bev",
+    state_units: str | None = None,
 ) -> ObservationSpec:
     spaces = getattr(observation_space, "spaces", None)
     if not isinstance(spaces, dict) or not spaces:
@@ -113,6 +114,7 @@ def observation_spec(
         action_high=tuple(float(v) for v in np.asarray(action_space.high).reshape(-1)),
         mask_channels=tuple(mask_channels or ()),
         waypoint_count=waypoint_count,
+        state_units=state_units,
         policy_format=policy_format,
         algorithm=algorithm,
         format_version=SPEC_FORMAT_VERSION,
@@ -132,11 +134,12 @@ def export_policy(
     format: str = "onnx",
     mask_channels: Sequence[str] | None = None,
     waypoint_count: int | None = None,
+    state_units: str | None = None,
 ) -> Path:
     """Write the deterministic actor to `path` and its observation spec to `<file name>.spec.json`.
 
-    `mask_channels` (the BEV channel names, in order) and `waypoint_count` are recorded so that a
-    policy is never driven with masks or a route encoding it was not trained on.
+    `mask_channels` (the BEV channel names, in order), `waypoint_count` and `state_units` are recorded
+    so that a policy is never driven with masks, a route encoding or a state scale it was not trained on.
     """
     if format not in FORMATS:
         raise ValueError(f"format: unknown value {format!r}; allowed: {', '.join(FORMATS)}")
@@ -146,7 +149,13 @@ def export_policy(
     policy = model.policy if hasattr(model, "policy") else model
     actor = DeterministicActor(model, list(observation_space.spaces)).eval()
     spec = observation_spec(
-        observation_space, policy.action_space, format, actor.kind.upper(), mask_channels, waypoint_count
+        observation_space,
+        policy.action_space,
+        format,
+        actor.kind.upper(),
+        mask_channels,
+        waypoint_count,
+        state_units=state_units,
     )
     examples = tuple(
         torch.as_tensor(np.zeros((1, *i.shape), dtype=np.dtype(i.dtype)), device=policy.device)

@@ -46,6 +46,8 @@ class ObservationSpec:
     action_high: tuple[float, ...]
     mask_channels: tuple[str, ...] = ()
     waypoint_count: int | None = None
+    # How the env scaled the state vector (EnvConfig.state_units); None in specs written before it existed.
+    state_units: str | None = None
     policy_format: str = "onnx"
     algorithm: str = ""
     format_version: int = SPEC_FORMAT_VERSION
@@ -68,6 +70,7 @@ class ObservationSpec:
             },
             "mask_channels": list(self.mask_channels),
             "waypoint_count": self.waypoint_count,
+            "state_units": self.state_units,
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class ObservationSpec:
                 action_high=tuple(float(v) for v in action["high"]),
                 mask_channels=tuple(str(c) for c in data.get("mask_channels", [])),
                 waypoint_count=data.get("waypoint_count"),
+                state_units=data.get("state_units"),
                 policy_format=str(data.get("policy_format", "onnx")),
                 algorithm=str(data.get("algorithm", "")),
             )
@@ -168,8 +172,16 @@ class ObservationSpec:
                     f"the environment gives {space.dtype}"
                 )
 
-    def check_environment(self, mask_channels: list[str] | tuple[str, ...], waypoint_count: int) -> None:
-        """Check what shapes cannot show: the meaning and order of the BEV channels, the waypoint count."""
+    def check_environment(
+        self, mask_channels: list[str] | tuple[str, ...], waypoint_count: int, state_units: str | None = None
+    ) -> None:
+        """Check what shapes cannot show: the meaning and order of the BEV channels, the waypoint count,
+        the units of the state vector."""
+        if None not in (self.state_units, state_units) and state_units != self.state_units:
+            raise ObservationSpecError(
+                f"state_units: the policy was trained on a {self.state_units} state vector, "
+                f"the environment gives a {state_units} one"
+            )
         if self.mask_channels and tuple(mask_channels) != self.mask_channels:
             raise ObservationSpecError(
                 f"mask_channels: the policy was trained on {list(self.mask_channels)}, "

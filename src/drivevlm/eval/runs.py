@@ -128,7 +128,7 @@ def check_policy_matches(policy: Any, env_config: EnvConfig) -> None:
     env = DriveEnv(env_config)
     try:
         policy.spec.check_space(env.observation_space)
-        policy.spec.check_environment(env.mask_channels, env_config.route_waypoints)
+        policy.spec.check_environment(env.mask_channels, env_config.route_waypoints, env_config.state_units)
     except ObservationSpecError as err:
         raise RunError(f"policy {policy.path}: does not match the environment: {err}") from err
     finally:

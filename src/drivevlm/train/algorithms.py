@@ -69,6 +69,25 @@ class AnnotationLink:
 
 class AnnotatedSAC(SAC):
     link: AnnotationLink | None = None
+    # Warm-up action bounds ([low, high] per action dimension); None: SB3's uniform draws.
+    warmup_bounds: np.ndarray | None = None
+    # A fixed learning rate for the entropy coefficient; None: it follows the learning-rate schedule.
+    ent_coef_lr: float | None = None
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts and self.warmup_bounds is not None:
+            low, high = self.warmup_bounds
+            action = self.action_space.np_random.uniform(low, high, size=(n_envs, len(low)))
+            return action.astype(np.float32), self.policy.scale_action(action.astype(np.float32))
+        return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[no-any-return]
+
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        super()._update_learning_rate(optimizers)
+        if self.ent_coef_lr is not None and self.ent_coef_optimizer is not None:
+            for group in self.ent_coef_optimizer.param_groups:
+                group["lr"] = self.ent_coef_lr
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "link"]

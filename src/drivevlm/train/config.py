@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from drivevlm.config import ConfigError, Section, build
 from drivevlm.distributed.config import RayConfig
@@ -25,7 +25,18 @@ class SacConfig(Section):
     gradient_steps: int = Field(64, ge=0)
     learning_starts: int = Field(10_000, ge=0)
     ent_coef: str | float = "auto"
+    # Learning rate of the automatic entropy coefficient; None: it follows the quadratic schedule as in
+    # SB3 (with 1e-4 decaying, a short run barely moves it from its initial value).
+    ent_coef_lr: float | None = Field(None, gt=0)
     use_sde: bool = True
+    # gSDE: steps between two draws of the exploration noise; -1: once per rollout (SB3's default), so on
+    # a 64-step chunk the steering noise acts as a constant bias.
+    sde_sample_freq: int = Field(-1, ge=-1)
+    # Warm-up (the first learning_starts steps): actions drawn uniformly, steering in [-warmup_steer,
+    # warmup_steer] and throttle/brake in warmup_throttle. The defaults are SB3's uniform draws over the
+    # action space, under which braking (8 m/s^2) outweighs throttle (3 m/s^2) and the car barely moves.
+    warmup_steer: float = Field(1.0, ge=0, le=1)
+    warmup_throttle: tuple[float, float] = (-1.0, 1.0)
     log_std_init: float = -3.0
     net_arch: list[int] = Field(default_factory=lambda: [500, 300])
     # shared: one BEV encoder that the critic trains and the actor and targets reuse, one pass per batch
@@ -34,6 +45,14 @@ class SacConfig(Section):
     encoder: Literal["shared", "separate"] = "shared"
     # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.
     bev_storage: Literal["bits", "uint8"] = "bits"
+
+    @field_validator("warmup_throttle")
+    @classmethod
+    def _throttle_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not -1.0 <= low <= high <= 1.0:
+            raise ValueError(f"expected [low, high] with -1 <= low <= high <= 1, got {list(value)}")
+        return value
 
 
 class PpoConfig(Section):

@@ -114,7 +114,7 @@ def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> Anno
     }
     if cfg.algorithm == "sac":
         s = cfg.sac
-        return AnnotatedSAC(
+        sac = AnnotatedSAC(
             SharedEncoderSACPolicy if s.encoder == "shared" else "MultiInputPolicy",
             env,
             learning_rate=quadratic_schedule(s.learning_rate, s.learning_rate_final),
@@ -127,6 +127,7 @@ def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> Anno
             gradient_steps=s.gradient_steps,
             ent_coef=s.ent_coef,
             use_sde=s.use_sde,
+            sde_sample_freq=s.sde_sample_freq,
             replay_buffer_class=PendingRewardReplayBuffer,
             replay_buffer_kwargs={
                 "backlog_limit": cfg.backlog_limit,
@@ -137,6 +138,12 @@ def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> Anno
             seed=cfg.seed,
             device=cfg.device,
         )
+        if s.warmup_steer < 1.0 or s.warmup_throttle != (-1.0, 1.0):
+            sac.warmup_bounds = np.array(
+                [[-s.warmup_steer, s.warmup_throttle[0]], [s.warmup_steer, s.warmup_throttle[1]]]
+            )
+        sac.ent_coef_lr = s.ent_coef_lr
+        return sac
     p = cfg.ppo
     return AnnotatedPPO(
         "MultiInputPolicy",
