@@ -1,7 +1,7 @@
 """End-to-end training throughput: `drivevlm train` with the bundled reward models beside a model-free peer.
 
 Each preset trains on the embedded SUMO default from scratch for `--steps` env steps with the same learner
-settings (`--set` overrides, default: the quick start's laptop sizing), one run at a time, and the trainer's
+settings (`--set` overrides, default: the quick start's laptop settings), one run at a time, and the trainer's
 own steps/s (collection, annotation and learning; the model loading before the first step is not counted)
 is printed with the ratio to the peer. DriveVLM-RL runs its real pathways in process: the bundled aligned
 CLIP on every BEV frame, the bundled detector on every front frame, the bundled tiny Qwen3-VL on every
@@ -18,15 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drivevlm.cli.quickstart import LAPTOP_SETTINGS
 from drivevlm.inspection.calibrate import load_preset
 from drivevlm.train.trainer import train
-
-LAPTOP = [
-    "train.sac.learning_starts=500",
-    "train.sac.batch_size=128",
-    "train.sac.gradient_steps=16",
-    "train.n_envs=1",
-]
 
 
 def run(preset: str, steps: int, overrides: list[str], folder: Path, interval: int) -> dict[str, Any]:
@@ -56,7 +50,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    overrides = LAPTOP if args.overrides is None else args.overrides
+    laptop = ["train.sac.learning_starts=500", *LAPTOP_SETTINGS]
+    overrides = laptop if args.overrides is None else args.overrides
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="drivevlm-throughput-") as tmp:
         for preset in args.presets:

@@ -145,7 +145,7 @@ def test_environment_mismatches_are_clear_errors(exported: Path) -> None:
     with pytest.raises(ObservationSpecError, match="waypoint_count"):
         spec.check_environment(list(MASKS), 15)
     spec.check_environment(list(MASKS), WAYPOINTS, "normalized")
-    with pytest.raises(ObservationSpecError, match="trained on a normalized state vector.*a raw one"):
+    with pytest.raises(ObservationSpecError, match=r"trained on a normalized state vector.*a raw one"):
         spec.check_environment(list(MASKS), WAYPOINTS, "raw")
 
 

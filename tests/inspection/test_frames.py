@@ -32,8 +32,9 @@ def test_windows_hold_k_plus_one_frames_and_slide_one_step_at_a_time() -> None:
 
 
 def test_samples_are_spread_over_scenarios_and_vru_scenarios_have_vulnerable_road_users() -> None:
-    requests = sample_requests(BASE, ["slow_cyclist", "car_following"], 6, 4, True, seed=0, stride=3)
-    assert len(requests) == 6
+    labelled = sample_requests(BASE, ["slow_cyclist", "car_following"], 6, 4, True, seed=0, stride=3)
+    assert [scenario for scenario, _ in labelled] == ["slow_cyclist"] * 3 + ["car_following"] * 3
+    requests = [request for _, request in labelled]
     cyclist, following = requests[:3], requests[3:]
     assert all(math.isfinite(r.signals.nearest_vru_ahead_m) for r in cyclist)
     assert all(len(r.front_window) == 4 and r.bev_rgb is not None for r in requests)
@@ -46,7 +47,7 @@ def test_fewer_frames_than_scenarios_takes_the_first_scenarios() -> None:
 
 
 def test_without_frames_requests_carry_signals_only() -> None:
-    requests = sample_requests(BASE, ["car_following"], 3, 4, False, stride=2)
+    requests = [r for _, r in sample_requests(BASE, ["car_following"], 3, 4, False, stride=2)]
     assert len(requests) == 3
     assert all(r.bev_rgb is None and r.front_window == () for r in requests)
     assert all(r.signals.speed_kmh >= 0 for r in requests)

@@ -18,7 +18,7 @@ import yaml
 
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
-from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_labelled_requests
+from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
 from drivevlm.presets import resolve_preset
 from drivevlm.rewards.build import ModelFactory, build_reward
 from drivevlm.rewards.config import reward_sections
@@ -75,7 +75,7 @@ def run_calibration(
     reward_fn = build_reward(reward_cfg, models_cfg, factory)
     needs_frames = bool(reward_fn.needs_frames)
     started = time.perf_counter()
-    labelled = sample_labelled_requests(
+    labelled = sample_requests(
         env_cfg, scenarios, frames, reward_cfg.window_frames, needs_frames, seed=seed, stride=stride
     )
     requests = [request for _, request in labelled]

@@ -97,22 +97,6 @@ def sample_requests(
     render_frames: bool,
     seed: int = 0,
     stride: int = 5,
-) -> list[RewardRequest]:
-    """`frames` requests spread evenly over `scenarios` (see `sample_labelled_requests`)."""
-    labelled = sample_labelled_requests(
-        env_config, scenarios, frames, window_frames, render_frames, seed, stride
-    )
-    return [request for _, request in labelled]
-
-
-def sample_labelled_requests(
-    env_config: EnvConfig,
-    scenarios: Sequence[str],
-    frames: int,
-    window_frames: int,
-    render_frames: bool,
-    seed: int = 0,
-    stride: int = 5,
 ) -> list[tuple[str, RewardRequest]]:
     """(scenario, request) pairs: `frames` requests spread evenly over `scenarios`, one every `stride`
     steps of scripted episodes.
