@@ -3,10 +3,11 @@
 Stock SB3 SAC runs the CNN five times forward and three times backward per gradient step (the actor's own
 encoder on obs and next_obs, the critic's on obs twice, the target's on next_obs). Here, as in DrQ and
 SAC-AE, actor and critic share one encoder that only the critic loss trains (the actor learns on detached
-features), and every batch goes through it once with gradients (obs) and twice without (next_obs, by the
-online and the target encoder). The losses are SB3's SAC losses term by term
-(tests/train/test_shared_encoder.py); what differs is which loss trains the encoder and that the actor's
-Q-values use the features of this batch from before the critic's step.
+features), and every batch goes through it twice: once with gradients (obs), once without (next_obs),
+whose features serve both the next action and the target Q-heads (DrQ-v2: no target encoder). The losses
+are SB3's SAC losses term by term (tests/train/test_shared_encoder.py); what differs is which loss trains
+the encoder, that the target Q reads the online encoder's features, and that the actor's Q-values use the
+features of this batch from before the critic's step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class SharedEncoderSACPolicy(MultiInputPolicy):
     """SB3's multi-input SAC policy whose actor and critic hold the same features extractor.
 
     The critic's optimiser owns the extractor; the actor's optimiser holds the actor's heads only.
-    The critic target keeps its own (Polyak-averaged) copy of the extractor.
+    The critic target keeps SB3's structure (its own, Polyak-averaged extractor, saved in checkpoints),
+    but `train_shared_encoder` only uses its Q-heads.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
