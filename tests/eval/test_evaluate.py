@@ -12,7 +12,7 @@ import pytest
 from drivevlm.config import EnvConfig
 from drivevlm.eval import metrics
 from drivevlm.eval.episode_log import load_episode_logs
-from drivevlm.eval.evaluate import NO_PROGRESS_REASON, evaluate_run, evaluate_suite
+from drivevlm.eval.evaluate import NO_PROGRESS_REASON, evaluate_run, evaluate_suite, evaluation_config
 from drivevlm.eval.runs import RunError, load_driver
 from drivevlm.eval.suites import get_suite
 from support.tiny_runs import make_tiny_run
@@ -35,6 +35,13 @@ def test_evaluate_run_writes_metrics_and_episode_logs(tiny_run: Path, tmp_path: 
     assert [e["route_index"] for e in written["per_episode"]] == [0, 1, 2]
     assert all(e["density"] == "dense" for e in written["per_episode"])
     assert all(log.steps <= 120 for log in logs)
+
+
+def test_evaluation_uses_the_papers_rules_whatever_training_used() -> None:
+    trained = EnvConfig(stopped_seconds=20.0, training=True, render_frames=True)
+    evaluated = evaluation_config(trained, max_episode_steps=1500)
+    assert evaluated.stopped_seconds == 90.0 and evaluated.training is False
+    assert evaluated.render_frames is False and evaluated.max_episode_steps == 1500
 
 
 def test_a_policy_that_never_moves_is_stopped_after_150_steps() -> None:

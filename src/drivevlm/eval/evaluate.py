@@ -1,6 +1,7 @@
 """Drive a policy deterministically through a suite and compute the paper's testing metrics.
 
-Evaluation rules (paper-spec §5): training-only terminations off (off route, too fast); an episode also
+Evaluation rules (paper-spec §5): training-only terminations off (off route, too fast), stopped after 90 s
+whatever the run trained with; an episode also
 ends when the ego has not passed the route's first waypoint after `NO_PROGRESS_STEPS` steps; success
 means the episode ended within 5 m of the final waypoint (the env's `route_finished`).
 """
@@ -52,8 +53,10 @@ class SuiteResult:
 
 
 def evaluation_config(config: EnvConfig, max_episode_steps: int | None = None) -> EnvConfig:
-    """The training env config with the training-only terminations off and no reward-model frames."""
-    update: dict[str, Any] = {"training": False, "render_frames": False}
+    """The training env config with the training-only terminations off, the stopped rule at the paper's
+    90 s (a run may train with a shorter one) and no reward-model frames."""
+    stopped = EnvConfig.model_fields["stopped_seconds"].default
+    update: dict[str, Any] = {"training": False, "render_frames": False, "stopped_seconds": stopped}
     if max_episode_steps is not None:
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
