@@ -249,10 +249,10 @@ class DynamicPathway:
         """`describe` for many windows: in padded batches of `lvlm_batch_size` where the backend answers
         several windows per call (`generate_batch`), else `concurrency` calls at a time. A batch that fails
         is retried window by window, so one bad window cannot take the others' answers with it."""
+        if len(windows) == 1:
+            return [self.describe(windows[0])]
         generate_batch = getattr(self.vlm, "generate_batch", None)
-        if not callable(generate_batch) or len(windows) == 1:
-            if len(windows) == 1:
-                return [self.describe(windows[0])]
+        if not callable(generate_batch):
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(windows))) as pool:
                 return list(pool.map(self.describe, windows))
         results: list[tuple[str, str]] = []

@@ -146,12 +146,15 @@ class Qwen3VLModel:
         ]
         images = [image for batch in batches for image in batch]
         distinct: dict[Any, int] = {}
-        source = [distinct.setdefault(key, len(distinct)) for key in keys]
-        firsts = {row: slot for slot, row in reversed(list(enumerate(source)))}
+        unique: list[np.ndarray] = []
+        source: list[int] = []
+        for key, image in zip(keys, images, strict=True):
+            if key not in distinct:
+                distinct[key] = len(unique)
+                unique.append(image)
+            source.append(distinct[key])
         extra = {"size": self.size_override} if self.size_override else {}
-        vision = self.image_processor(
-            images=[images[firsts[row]] for row in range(len(distinct))], return_tensors="pt", **extra
-        )
+        vision = self.image_processor(images=unique, return_tensors="pt", **extra)
         grid = vision["image_grid_thw"][source]
         tokens = (grid.prod(dim=-1) // self.merge_size**2).tolist()
         texts, start = [], 0
