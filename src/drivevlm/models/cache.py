@@ -63,14 +63,18 @@ class ResultCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # A crash loses no committed entry; a power cut may lose the newest ones (a cache can afford that),
+        # and no write waits for an fsync (a full sync cost about 0.7 ms per entry).
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        return db
+
     def _open(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            # A crash loses no committed entry; a power cut may lose the newest ones (a cache can afford
-            # that), and no write waits for an fsync (a full sync cost about 0.7 ms per entry).
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            db = self._connect()
             db.execute("SELECT COUNT(*) FROM entries").fetchone()
             return db
         except sqlite3.DatabaseError as error:
@@ -82,11 +86,7 @@ class ResultCache:
             self.path.replace(aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            return db
+            return self._connect()
 
     def __len__(self) -> int:
         with self._lock:

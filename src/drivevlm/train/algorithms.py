@@ -79,8 +79,9 @@ class AnnotatedSAC(SAC):
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.num_timesteps < learning_starts and self.warmup_bounds is not None:
             low, high = self.warmup_bounds
-            action = self.action_space.np_random.uniform(low, high, size=(n_envs, len(low)))
-            return action.astype(np.float32), self.policy.scale_action(action.astype(np.float32))
+            drawn = self.action_space.np_random.uniform(low, high, size=(n_envs, len(low)))
+            action = drawn.astype(np.float32)
+            return action, self.policy.scale_action(action)
         return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[no-any-return]
 
     def _update_learning_rate(self, optimizers: Any) -> None:
