@@ -10,6 +10,7 @@ from drivevlm.config import ConfigError, EnvConfig
 from drivevlm.env import ENV_ID, DriveEnv
 from drivevlm.rewards.base import VehicleSignals
 from drivevlm.scripted_policy import RouteFollower
+from drivevlm.traffic_rules import red_stop_line_ahead_m
 
 
 @pytest.fixture
@@ -94,6 +95,35 @@ def test_normalized_state_units(env: DriveEnv) -> None:
     assert raw[1]["state"][2] > 0  # moving: the speed entry is compared, not two zeros
 
 
+def test_stop_lights_channel_follows_the_signals(env: DriveEnv) -> None:
+    env.close()  # libsumo: one simulation per process
+    lit = DriveEnv({**env.config.model_dump(), "bev_traffic_lights": True})
+    try:
+        obs, _ = lit.reset(seed=0)
+        channel = lit.mask_channels.index("stop_lights")
+        assert obs["bev"].shape[0] == len(env.mask_channels) + 1
+        policy, shown, stopping = RouteFollower(), 0, 0
+        for _ in range(199):
+            obs, *_ = lit.step(policy.act(obs))
+            state = lit.world_state
+            assert state is not None
+            ego = state.ego.pose
+            # A red or amber stop line well inside the view (24 m ahead, 8 m behind, 16 m aside) is drawn.
+            c, s = math.cos(ego.yaw), math.sin(ego.yaw)
+            near = []
+            for light in state.traffic_lights:
+                dx, dy = light.position[0] - ego.x, light.position[1] - ego.y
+                if light.state in ("r", "y") and -4 < dx * c + dy * s < 18 and abs(dy * c - dx * s) < 12:
+                    near.append(light)
+            stopping += bool(near)
+            shown += bool(obs["bev"][channel].any())
+            if near:
+                assert obs["bev"][channel].any()
+        assert shown > 0 and stopping > 0
+    finally:
+        lit.close()
+
+
 def test_frames_rendered_when_asked(tmp_path) -> None:
     environment = DriveEnv(
         {"cache_dir": str(tmp_path), "density": "empty", "render_frames": True, "rgb_size": 96}
@@ -175,3 +205,46 @@ def test_training_terminations_can_be_switched_off(tmp_path) -> None:
         assert reason not in ("off_route", "too_fast")
     finally:
         environment.close()
+
+
+def _red_light_episode(config: EnvConfig, brake_at_red: bool) -> tuple[str, float]:
+    """Follow the route of seed 0 (a red light lies on it) and brake before red lines if asked: returns the
+    end reason and the seconds stood still at a red line."""
+    environment = DriveEnv(config)
+    try:
+        obs, _ = environment.reset(seed=0)
+        policy, waited = RouteFollower(), 0.0
+        for _ in range(config.max_episode_steps):
+            state = environment.world_state
+            assert state is not None
+            action = policy.act(obs)
+            if brake_at_red and red_stop_line_ahead_m(state) < 8.0:
+                action = np.array([action[0], -1.0], dtype=np.float32)
+                waited += 0.0 if state.ego.speed > 0.3 else 1 / 15
+            obs, _, terminated, truncated, info = environment.step(action)
+            if terminated or truncated:
+                return str(info["episode_metrics"]["reason"]), waited
+        raise AssertionError("the episode did not end")
+    finally:
+        environment.close()
+
+
+def test_running_a_red_ends_training_episodes_when_asked(tmp_path) -> None:
+    config = EnvConfig(cache_dir=tmp_path, density="empty", max_episode_steps=300)
+    reason, _ = _red_light_episode(
+        config.model_copy(update={"red_light_termination": True}), brake_at_red=False
+    )
+    assert reason == "red_light"
+    # Off by default (VLM-RL has no such rule), and never in evaluation.
+    assert _red_light_episode(config, brake_at_red=False)[0] == "step_limit"
+    update = {"red_light_termination": True, "training": False}
+    assert _red_light_episode(config.model_copy(update=update), brake_at_red=False)[0] == "step_limit"
+
+
+def test_waiting_at_a_red_light_can_be_kept_off_the_stopped_timer(tmp_path) -> None:
+    config = EnvConfig(cache_dir=tmp_path, density="empty", max_episode_steps=300, stopped_seconds=2.0)
+    reason, waited = _red_light_episode(config, brake_at_red=True)
+    assert reason == "stopped" and waited == pytest.approx(2.0, abs=0.2)
+    patient = config.model_copy(update={"stopped_counts_waiting": False})
+    reason, waited = _red_light_episode(patient, brake_at_red=True)
+    assert reason != "stopped" and waited > 2.5

@@ -36,12 +36,20 @@ class EnvConfig(Section):
     off_route_m: float = Field(3.0, gt=0)
     max_speed_kmh: float = Field(35.0, gt=0)
     stopped_seconds: float = Field(90.0, gt=0)
+    # Training only, both off in VLM-RL: running a red signal ends the episode (as leaving the route does),
+    # and the stopped timer pauses while the ego waits at a red stop line or behind a vehicle (a short
+    # stopped rule would otherwise punish the waiting the signals ask for).
+    red_light_termination: bool = False
+    stopped_counts_waiting: bool = True
     target_speed_kmh: float = Field(25.0, gt=0)
     # Policy observation: BEV semantic masks, square, ego-centred and heading-up.
     bev_size: int = Field(96, ge=16, le=512)
     bev_pixels_per_meter: float = Field(3.0, gt=0)
     # Steps back in time of the dynamic mask channels (0 = now), oldest first.
     bev_history: tuple[int, ...] = (10, 5, 0)
+    # A `stop_lights` mask channel with the stop lines of red and amber signals. Off by default: VLM-RL's
+    # masks have no lights (and old checkpoints expect their channel count); the laptop recipe turns it on.
+    bev_traffic_lights: bool = False
     route_waypoints: int = Field(15, ge=1)
     waypoint_spacing_m: float = Field(2.0, gt=0)
     # raw: [steer, throttle, speed km/h, waypoints in m] as VLM-RL feeds them; normalized: speed divided by

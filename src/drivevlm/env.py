@@ -24,6 +24,7 @@ from drivevlm.route_tracking import RouteTracker
 from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
 from drivevlm.sim.world import Actor, Control, WorldState
+from drivevlm.traffic_rules import RedLightMonitor, red_stop_line_ahead_m
 
 ENV_ID = "drivevlm/Town-v0"
 STABILITY_WINDOW = 30
@@ -32,6 +33,8 @@ _AHEAD_RANGE_M = 60.0
 # Lateral half-width of the corridor in which a vulnerable road user / a vehicle counts as "ahead", m.
 _VRU_CORRIDOR_M = 4.0
 _VEHICLE_CORRIDOR_M = 2.0
+# Waiting, not stalling (training's stopped rule): a red stop line or a vehicle this close ahead.
+_WAITING_RANGE_M = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,10 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = render_mode
         cfg = self.config
         self._masks = BevMaskRenderer(
-            size=cfg.bev_size, pixels_per_meter=cfg.bev_pixels_per_meter, history=len(cfg.bev_history) - 1
+            size=cfg.bev_size,
+            pixels_per_meter=cfg.bev_pixels_per_meter,
+            history=len(cfg.bev_history) - 1,
+            traffic_lights=cfg.bev_traffic_lights,
         )
         self._bev_rgb: BevRgbRenderer | None = None
         self._front: FrontCameraRenderer | None = None
@@ -111,6 +117,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._dt = EpisodeSpec(town=cfg.town).dt
         self._arc = 0.0
         self._seeded = False
+        self._red_lights = RedLightMonitor()
 
     @property
     def mask_channels(self) -> list[str]:
@@ -146,7 +153,15 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._offsets.clear()
         self._steer_moments = np.zeros(3)
         self._ahead_cars = _surroundings(state, frozenset())[0].ahead_car_ids
-        self._episode = {"steps": 0, "distance_m": 0.0, "speed_sum_kmh": 0.0, "stopped_s": 0.0}
+        self._episode = {
+            "steps": 0,
+            "distance_m": 0.0,
+            "speed_sum_kmh": 0.0,
+            "stopped_s": 0.0,
+            "red_lights": 0,
+        }
+        self._red_lights.reset()
+        self._red_lights.update(state)
         self._prev_steer = 0.0
         self._state = state
         progress = self._tracker.update(state.ego.pose)
@@ -210,9 +225,14 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         ep["steps"] += 1
         ep["distance_m"] += state.ego.speed * self._dt
         ep["speed_sum_kmh"] += speed_kmh
-        ep["stopped_s"] = ep["stopped_s"] + self._dt if speed_kmh < 1.0 else 0.0
+        if speed_kmh >= 1.0:
+            ep["stopped_s"] = 0.0
+        elif cfg.stopped_counts_waiting or not cfg.training or not self._waiting(state, signals):
+            ep["stopped_s"] += self._dt
+        ran_red = self._red_lights.update(state)
+        ep["red_lights"] += ran_red
 
-        reason = self._termination(signals, ep["stopped_s"])
+        reason = self._termination(signals, ep["stopped_s"], ran_red)
         terminated = reason is not None
         truncated = not terminated and ep["steps"] >= cfg.max_episode_steps
         if truncated:
@@ -226,6 +246,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "collision_speed_kmh": signals.collision_speed_kmh,
             "route_completion": progress.completion,
             "lane_invasion": float(signals.lane_invasion),
+            "red_light": float(ran_red),
         }
         info: dict[str, Any] = {
             "signals": signals,
@@ -244,6 +265,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 "collided": signals.collided,
                 "collision_speed_kmh": signals.collision_speed_kmh,
                 "success": reason == "route_finished",
+                "red_lights": ep["red_lights"],
                 "reason": reason,
             }
         reward = self._provisional_reward(signals)
@@ -265,13 +287,21 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         return float(final_reward(terms["r_shaping"], signals.collided, PROVISIONAL_COLLISION_PENALTY))
 
-    def _termination(self, signals: VehicleSignals, stopped_s: float) -> str | None:
+    @staticmethod
+    def _waiting(state: WorldState, signals: VehicleSignals) -> bool:
+        """Standing for a reason: at a red stop line or behind a vehicle just ahead."""
+        blocked = min(red_stop_line_ahead_m(state), signals.nearest_vehicle_ahead_m)
+        return blocked <= _WAITING_RANGE_M
+
+    def _termination(self, signals: VehicleSignals, stopped_s: float, ran_red: bool) -> str | None:
         if signals.collided:
             return "collision"
         if signals.route_finished:
             return "route_finished"
         if self.config.training and signals.off_route:
             return "off_route"
+        if self.config.training and self.config.red_light_termination and ran_red:
+            return "red_light"
         if self.config.training and signals.too_fast:
             return "too_fast"
         if stopped_s >= self.config.stopped_seconds:

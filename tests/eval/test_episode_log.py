@@ -18,7 +18,14 @@ from drivevlm.eval.episode_log import (
 )
 
 
-def _info(speed: float, distance: float, completion: float, collision: bool = False, **extra: object) -> dict:
+def _info(
+    speed: float,
+    distance: float,
+    completion: float,
+    collision: bool = False,
+    red: bool = False,
+    **extra: object,
+) -> dict:
     metrics = {
         "speed_kmh": speed,
         "distance_m": distance,
@@ -26,13 +33,14 @@ def _info(speed: float, distance: float, completion: float, collision: bool = Fa
         "collision_speed_kmh": speed if collision else 0.0,
         "route_completion": completion,
         "lane_invasion": 0.0,
+        "red_light": float(red),
     }
     return {"metrics": metrics, "collision_kind": "bicycle" if collision else None, **extra}
 
 
 def test_recorder_builds_the_log_and_ends_on_episode_metrics() -> None:
     rec = EpisodeRecorder()
-    assert rec.record(_info(10, 1, 0.1), reward=0.5) is None
+    assert rec.record(_info(10, 1, 0.1, red=True), reward=0.5) is None
     end = {"reason": "collision", "success": False}
     log = rec.record(_info(20, 3, 0.2, collision=True, episode_metrics=end), reward=-10)
     assert log is not None
@@ -41,6 +49,7 @@ def test_recorder_builds_the_log_and_ends_on_episode_metrics() -> None:
     assert log.collision_speed_kmh.tolist() == [0.0, 20.0]
     assert log.termination_reason == "collision"
     assert log.episode_reward == pytest.approx(-9.5)
+    assert log.red_light.tolist() == [True, False] and log.red_light_count == 1
     assert rec.steps == 0
 
 
@@ -76,6 +85,7 @@ def test_recorder_matches_the_env_episode_metrics() -> None:
     assert log.routes_completed == pytest.approx(summary["route_completion"])
     assert log.collided == summary["collided"]
     assert log.termination_reason == summary["reason"]
+    assert log.red_light_count == summary["red_lights"]
 
 
 def test_logs_round_trip_through_jsonl(tmp_path: Path) -> None:
@@ -88,6 +98,7 @@ def test_logs_round_trip_through_jsonl(tmp_path: Path) -> None:
             collision_speed_kmh=[0, 2],
             termination_reason="collision",
             rewards=[1, -10],
+            red_light=[True, False],
         ),
         EpisodeLog.from_steps([3.0], [1.0], success=True, termination_reason="route_finished"),
     ]
@@ -105,6 +116,8 @@ def test_logs_round_trip_through_jsonl(tmp_path: Path) -> None:
 def test_mismatched_columns_name_the_field() -> None:
     with pytest.raises(ValueError, match="distance_m"):
         EpisodeLog.from_steps([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="red_light"):
+        EpisodeLog.from_steps([1.0, 2.0], [1.0, 2.0], red_light=[True])
 
 
 def test_training_curve_log_appends_resumes_and_skips_a_torn_line(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from render_support import EGO_POSE, actor, bev_pixel, ego_frame_point, make_state
 
 from drivevlm.render import BevMaskRenderer, StaticLayerCache
-from drivevlm.sim.world import ActorKind, Pose
+from drivevlm.sim.world import ActorKind, Pose, TrafficLight
 
 GROUP = {
     ActorKind.CAR: "vehicles",
@@ -35,6 +35,31 @@ def test_channels_shape_and_values() -> None:
     assert masks.dtype == np.uint8
     assert masks.shape == (12, 96, 96) == r.shape
     assert set(np.unique(masks)) <= {0, 255}
+
+
+def test_stop_lights_channel_marks_red_and_amber_stop_lines_only() -> None:
+    r = _renderer(history=1, traffic_lights=True)
+    assert r.channels[:4] == ["road", "lane_markings", "route", "stop_lights"]
+    assert r.shape == (10, 96, 96)
+    lights = [
+        TrafficLight("red", ego_frame_point(12.0, 0.0), "r"),
+        TrafficLight("amber", ego_frame_point(20.0, -6.0), "y"),
+        TrafficLight("green", ego_frame_point(12.0, 8.0), "g"),
+    ]
+    car = actor(ActorKind.CAR, *ego_frame_point(-5.0, 0.0))
+    masks = r.render(make_state([car], lights=lights))
+    assert _at(masks, r, "stop_lights", 12.0, 0.0) == 255
+    assert _at(masks, r, "stop_lights", 20.0, -6.0) == 255
+    assert _at(masks, r, "stop_lights", 12.0, 8.0) == 0
+    # A disc about a lane's half width across, nothing else in the channel.
+    assert (masks[r.channels.index("stop_lights")] > 0).sum() == pytest.approx(
+        2 * np.pi * (1.6 * 3.0) ** 2, rel=0.35
+    )
+    # The actor channels moved up by one and still hold the car.
+    assert _at(masks, r, "vehicles_t0", -5.0, 0.0) == 255
+    assert _at(masks, r, "stop_lights", -5.0, 0.0) == 0
+    plain = _renderer(history=1).render(make_state([car], lights=lights))
+    assert np.array_equal(plain, np.delete(masks, 3, axis=0))
 
 
 @pytest.mark.parametrize("kind", list(ActorKind))

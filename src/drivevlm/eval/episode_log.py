@@ -40,6 +40,8 @@ class EpisodeLog:
     success: bool
     termination_reason: str
     rewards: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Steps on which the ego ran a red signal (logs written before this column: none recorded).
+    red_light: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         n = len(self.speed_kmh)
@@ -52,6 +54,8 @@ class EpisodeLog:
             raise ValueError(f"EpisodeLog.lane_invasion: expected {n} entries, got {len(self.lane_invasion)}")
         if len(self.rewards) not in (0, n):
             raise ValueError(f"EpisodeLog.rewards: expected 0 or {n} entries, got {len(self.rewards)}")
+        if len(self.red_light) not in (0, n):
+            raise ValueError(f"EpisodeLog.red_light: expected 0 or {n} entries, got {len(self.red_light)}")
 
     @property
     def steps(self) -> int:
@@ -85,6 +89,10 @@ class EpisodeLog:
         return int(np.count_nonzero(flags & ~np.concatenate([[False], flags[:-1]])))
 
     @property
+    def red_light_count(self) -> int:
+        return int(np.count_nonzero(self.red_light))
+
+    @property
     def episode_reward(self) -> float:
         """The return, or NaN when no rewards were recorded (training: the annotator scores steps later)."""
         return float(np.sum(self.rewards)) if len(self.rewards) else float("nan")
@@ -101,6 +109,7 @@ class EpisodeLog:
             "success": self.success,
             "termination_reason": self.termination_reason,
             "rewards": self.rewards.tolist(),
+            "red_light": self.red_light.astype(bool).tolist(),
         }
 
     @classmethod
@@ -119,6 +128,7 @@ class EpisodeLog:
             success=bool(data["success"]),
             termination_reason=str(data["termination_reason"]),
             rewards=np.asarray(data.get("rewards", []), dtype=np.float64),
+            red_light=np.asarray(data.get("red_light", []), dtype=bool),
         )
 
     @classmethod
@@ -134,6 +144,7 @@ class EpisodeLog:
         success: bool = False,
         termination_reason: str = "step_limit",
         rewards: Sequence[float] = (),
+        red_light: Sequence[bool] = (),
     ) -> EpisodeLog:
         """Build a log by hand (tests, imports from other tools); omitted per-step columns are all zero."""
         n = len(speed_kmh)
@@ -150,6 +161,7 @@ class EpisodeLog:
             success=success,
             termination_reason=termination_reason,
             rewards=np.asarray(rewards, dtype=np.float64),
+            red_light=np.asarray(red_light, dtype=bool),
         )
 
 
@@ -180,6 +192,7 @@ class EpisodeRecorder:
     def _clear(self) -> None:
         self._rows = {key: [] for key in _LOG_KEYS[:7]}
         self._rows["rewards"] = []
+        self._rows["red_light"] = []
 
     @property
     def steps(self) -> int:
@@ -203,6 +216,7 @@ class EpisodeRecorder:
         rows["collision_speed_kmh"].append(float(metrics["collision_speed_kmh"]) if collided else 0.0)
         rows["route_completion"].append(float(metrics["route_completion"]))
         rows["lane_invasion"].append(bool(metrics.get("lane_invasion", 0.0)))
+        rows["red_light"].append(bool(metrics.get("red_light", 0.0)))
         if reward is not None:
             rows["rewards"].append(float(reward))
         episode = info.get("episode_metrics")
@@ -227,6 +241,7 @@ class EpisodeRecorder:
             success=success,
             termination_reason=reason,
             rewards=rewards,
+            red_light=rows["red_light"],
         )
         self._clear()
         return log

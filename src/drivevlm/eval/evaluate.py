@@ -45,6 +45,7 @@ class SuiteResult:
                 "distance_m": log.distance_total_m,
                 "route_completion": log.routes_completed,
                 "collisions": log.collision_count,
+                "red_lights": log.red_light_count,
                 "success": log.success,
                 "reason": log.termination_reason,
             }

@@ -18,6 +18,10 @@ from drivevlm.render.static import DEFAULT_CACHE, StaticLayerCache
 from drivevlm.sim.world import Actor, WorldState
 
 STATIC_CHANNELS = ("road", "lane_markings", "route")
+# Optional static channel: a disc on the stop line of every red or amber signal (CARLA-Roach draws its
+# lights the same way); without it a policy cannot tell a red light from a green one.
+STOP_LIGHT_CHANNEL = "stop_lights"
+STOP_LIGHT_STATES = ("r", "y")
 ACTOR_GROUPS = ("vehicles", "cyclists", "pedestrians")
 # Kind code (see _view.KIND_CODES) to the group index above: bicycles and motorcycles are both cyclists.
 _GROUP_OF_CODE = np.array([0, 1, 1, 2])
@@ -27,6 +31,9 @@ _SCALE = float(1 << _SHIFT)
 
 class BevMaskRenderer:
     """Renders `channels` (static channels, then vehicles/cyclists/pedestrians per frame, oldest first).
+
+    With `traffic_lights`, a `stop_lights` channel follows the static ones: the stop line of every red or
+    amber signal as a disc `stop_light_radius_m` wide (about a lane's half width).
 
     `history` is the number of past frames besides the current one. Channel names carry the frame offset:
     `vehicles_t-2`, `vehicles_t-1`, `vehicles_t0`, ... Missing history at the start of an episode repeats
@@ -43,25 +50,33 @@ class BevMaskRenderer:
         route_width_m: float = 2.0,
         min_actor_m: float = 0.7,
         cache: StaticLayerCache | None = None,
+        traffic_lights: bool = False,
+        stop_light_radius_m: float = 1.6,
     ) -> None:
         _view.check_view(size, pixels_per_meter, ego_from_bottom)
         if not isinstance(history, int | np.integer) or history < 0:
             raise ValueError(f"history: must be a non-negative integer, got {history!r}")
         if route_width_m <= 0:
             raise ValueError(f"route_width_m: must be positive, got {route_width_m!r}")
+        if stop_light_radius_m <= 0:
+            raise ValueError(f"stop_light_radius_m: must be positive, got {stop_light_radius_m!r}")
         self.size = int(size)
         self.pixels_per_meter = float(pixels_per_meter)
         self.history = int(history)
         self.ego_from_bottom = float(ego_from_bottom)
         self.route_width_m = float(route_width_m)
         self.min_actor_m = float(min_actor_m)
+        self.traffic_lights = bool(traffic_lights)
+        self._light_radius = max(1.0, stop_light_radius_m * self.pixels_per_meter)
         self.cache = cache if cache is not None else DEFAULT_CACHE
         self._tables = _view.ActorTableCache(self.history + 2)
         self._route_thickness = max(1, round(self.route_width_m * self.pixels_per_meter))
         # How far ahead the view reaches: enough route to cross the image diagonally.
         self._route_reach_m = 1.5 * self.size / self.pixels_per_meter
         frames = [f"t-{k}" for k in range(self.history, 0, -1)] + ["t0"]
-        self._channels = list(STATIC_CHANNELS) + [f"{g}_{f}" for f in frames for g in ACTOR_GROUPS]
+        static = [*STATIC_CHANNELS, STOP_LIGHT_CHANNEL] if self.traffic_lights else list(STATIC_CHANNELS)
+        self._first_actor_channel = len(static)
+        self._channels = static + [f"{g}_{f}" for f in frames for g in ACTOR_GROUPS]
 
     @property
     def channels(self) -> list[str]:
@@ -89,6 +104,8 @@ class BevMaskRenderer:
         out[1] = warped[:, :, 1] > 40
         out[:2] *= 255
         self._draw_route(out[2], state, view)
+        if self.traffic_lights:
+            self._draw_stop_lights(out[3], state, view)
         frames = self._history_frames(state, past_actors)
         tables = [self._tables.get(f) for f in frames]
         counts = [len(t) for t in tables]
@@ -97,7 +114,8 @@ class BevMaskRenderer:
             corners = _view.box_pixels(table, view, _SCALE, self.min_actor_m)
             seen = _view.visible(corners, size, _SCALE)
             frame_of = np.repeat(np.arange(len(tables)), counts)
-            channel = 3 + frame_of * 3 + _GROUP_OF_CODE[table[:, 5].astype(np.int64)]
+            group = _GROUP_OF_CODE[table[:, 5].astype(np.int64)]
+            channel = self._first_actor_channel + frame_of * len(ACTOR_GROUPS) + group
             fixed = np.round(corners).astype(np.int32, order="C")
             for i in np.flatnonzero(seen):
                 cv2.fillConvexPoly(out[channel[i]], fixed[i], 255, cv2.LINE_8, _SHIFT)
@@ -120,3 +138,14 @@ class BevMaskRenderer:
         pix = ahead @ view[:, :2].T + view[:, 2]
         fixed = np.round(pix * _SCALE).astype(np.int32)
         cv2.polylines(channel, [fixed], False, 255, self._route_thickness, cv2.LINE_8, _SHIFT)
+
+    def _draw_stop_lights(self, channel: np.ndarray, state: WorldState, view: np.ndarray) -> None:
+        stops = [light.position for light in state.traffic_lights if light.state in STOP_LIGHT_STATES]
+        if not stops:
+            return
+        pix = np.asarray(stops, dtype=float) @ view[:, :2].T + view[:, 2]
+        radius = self._light_radius
+        inside = ((pix > -radius) & (pix < self.size + radius)).all(axis=1)
+        fixed = np.round(pix[inside] * _SCALE).astype(np.int64).tolist()
+        for x, y in fixed:
+            cv2.circle(channel, (x, y), round(radius * _SCALE), 255, -1, cv2.LINE_8, _SHIFT)
