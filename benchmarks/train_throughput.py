@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from drivevlm.cli.quickstart import LAPTOP_SETTINGS
+from drivevlm.cli.quickstart import RECIPE
 from drivevlm.inspection.calibrate import load_preset
 from drivevlm.train.trainer import train
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    laptop = ["train.sac.learning_starts=500", *LAPTOP_SETTINGS]
+    laptop = ["train.sac.learning_starts=500", f"recipe={RECIPE}"]
     overrides = laptop if args.overrides is None else args.overrides
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="drivevlm-throughput-") as tmp:

@@ -10,8 +10,17 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import ConfigError
-from drivevlm.eval.experiments import DEFAULT_METHODS, preset_path
-from drivevlm.presets import PRESETS_DIR, preset_names, preset_summary, resolve_preset
+from drivevlm.eval.experiments import DEFAULT_METHODS, job_config, preset_path
+from drivevlm.inspection.calibrate import load_preset
+from drivevlm.presets import (
+    PRESETS_DIR,
+    preset_names,
+    preset_summary,
+    read_recipe,
+    recipe_names,
+    resolve_preset,
+)
+from drivevlm.train.config import train_section
 
 
 def test_every_benchmark_method_and_real_model_variant_is_shipped() -> None:
@@ -48,8 +57,36 @@ def test_presets_command_lists_them() -> None:
     listed = json.loads(result.output.strip().splitlines()[-1])
     assert listed["presets"]["tirl_sac"].startswith("TIRL")
     assert set(listed["presets"]) == set(preset_names())
+    assert listed["recipes"]["laptop"].startswith("Training on a 2-core laptop")
     text = CliRunner().invoke(app, ["presets"])
-    assert "real_models/drivevlm_rl" in text.output
+    assert "real_models/drivevlm_rl" in text.output and "recipe=NAME" in text.output
+
+
+def test_a_recipe_applies_over_the_preset_and_under_the_other_overrides(tmp_path: Path) -> None:
+    assert "laptop" in recipe_names() and not any(name.startswith("recipes") for name in preset_names())
+    data = load_preset("drivevlm_rl", ["train.sac.batch_size=64", "recipe=laptop"])
+    train = train_section(data)
+    assert train.sac.batch_size == 64  # the --set value wins, wherever it stands
+    assert train.sac.gradient_steps == read_recipe("laptop")["train"]["sac"]["gradient_steps"]
+    assert data["env"]["state_units"] == "normalized" and data["env"]["simulator"] == "sumo"
+    assert data["reward"]["preset"] == "drivevlm_rl"  # what to learn stays the preset's
+    assert data["applied_recipe"] == "laptop" and "recipe" not in data
+    # The same from a YAML key, and in the benchmark's job configs.
+    own = tmp_path / "mine.yaml"
+    own.write_text("recipe: laptop\ntrain: {algo: sac, sac: {batch_size: 32}}\n")
+    assert train_section(load_preset(own)).sac.batch_size == 128
+    job = job_config("vlm_rl", seed=3, steps=500, overrides=["recipe=laptop"])
+    assert job["train"]["sac"]["gradient_steps"] == 16 and job["train"]["total_timesteps"] == 500
+    assert load_preset("vlm_rl") == load_preset("vlm_rl", [])  # no recipe: the preset as it is
+
+
+def test_bad_recipes_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no such file or recipe 'desktop'; recipes: .*laptop"):
+        load_preset("vlm_rl", ["recipe=desktop"])
+    greedy = tmp_path / "greedy.yaml"
+    greedy.write_text("reward: {preset: tirl}\ntrain: {n_envs: 1}\n")
+    with pytest.raises(ConfigError, match=r"only env and train sections allowed, got \['reward'\]"):
+        load_preset("vlm_rl", [f"recipe={greedy}"])
 
 
 def test_train_with_an_unknown_preset_is_one_error_line() -> None:

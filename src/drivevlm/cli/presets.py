@@ -1,4 +1,5 @@
-"""`drivevlm presets`: the shipped method presets, by the name `--config` and `--methods` take."""
+"""`drivevlm presets`: the shipped method presets, by the name `--config` and `--methods` take, and the
+training recipes `--set recipe=NAME` takes."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from drivevlm.cli.common import JsonFlag, emit
 
 
 def presets_command(as_json: JsonFlag = False) -> None:
-    """List the shipped presets with what each one is."""
-    from drivevlm.presets import PRESETS_DIR, preset_names, preset_summary
+    """List the shipped presets and recipes with what each one is."""
+    from drivevlm.presets import PRESETS_DIR, RECIPES_DIR, preset_names, preset_summary, recipe_names
 
     presets = {name: preset_summary(name) for name in preset_names()}
+    recipes = {name: preset_summary(f"recipes/{name}") for name in recipe_names()}
     if as_json:
-        emit({"folder": str(PRESETS_DIR), "presets": presets}, as_json)
+        emit({"folder": str(PRESETS_DIR), "presets": presets, "recipes": recipes}, as_json)
         return
-    width = max(map(len, presets))
+    width = max(map(len, [*presets, *recipes]))
     for name, summary in presets.items():
         typer.echo(f"{name:<{width}}  {summary}")
-    typer.echo(f"\n(in {PRESETS_DIR}; `--config NAME` or `--config path/to/your.yaml`)")
+    typer.echo(f"\n(in {PRESETS_DIR}; `--config NAME` or `--config path/to/your.yaml`)\n\nRecipes:")
+    for name, summary in recipes.items():
+        typer.echo(f"{name:<{width}}  {summary}")
+    typer.echo(f"\n(in {RECIPES_DIR}; `--set recipe=NAME` over any preset)")

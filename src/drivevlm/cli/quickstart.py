@@ -18,23 +18,8 @@ import typer
 from drivevlm.cli.common import JsonFlag, emit
 from drivevlm.cli.train import ProgressBar
 
-# Laptop sizing: 16 gradient steps of 128 per 64 env steps (VLM-RL: 64 of 256), and the learning settings
-# that took the oracle preset from standing still to driving at the same budget (README, "Learning on a
-# laptop"): normalised state, forward-biased warm-up, entropy coefficient from 0.1 at a fixed rate,
-# lr 3e-4, gSDE noise redrawn every 8 steps.
-LAPTOP_SETTINGS = (
-    "train.sac.batch_size=128",
-    "train.sac.gradient_steps=16",
-    "train.n_envs=1",
-    "env.state_units=normalized",
-    "train.sac.warmup_steer=0.3",
-    "train.sac.warmup_throttle=[-0.3,0.7]",
-    "train.sac.ent_coef=auto_0.1",
-    "train.sac.ent_coef_lr=3e-4",
-    "train.sac.learning_rate=3e-4",
-    "train.sac.learning_rate_final=3e-4",
-    "train.sac.sde_sample_freq=8",
-)
+# How to train on a laptop CPU: src/drivevlm/presets/recipes/laptop.yaml (README, "Learning on a laptop").
+RECIPE = "laptop"
 
 
 def _decisions_per_second(policy: Any, observation: dict[str, np.ndarray], seconds: float = 1.0) -> float:
@@ -68,7 +53,7 @@ def quickstart(
         f"train.total_timesteps={steps}",
         f"train.sac.learning_starts={min(500, steps // 3)}",
         f"train.checkpoint_interval={steps}",
-        *LAPTOP_SETTINGS,
+        f"recipe={RECIPE}",
     ]
     data = load_preset(preset, overrides)
     bar = ProgressBar(enabled=not as_json)

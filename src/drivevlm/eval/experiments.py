@@ -41,7 +41,7 @@ from drivevlm.eval.episode_log import (
     EpisodeRecorder,
     TrainingCurveLog,
 )
-from drivevlm.presets import PRESETS_DIR
+from drivevlm.presets import PRESETS_DIR, compose
 
 EXPERIMENTS: dict[str, str] = {"main": "", "no_collision_penalty": "_no_collision_penalty"}
 DEFAULT_METHODS: tuple[str, ...] = ("drivevlm_rl", "vlm_rl", "chen_sac", "tirl_sac")
@@ -92,7 +92,7 @@ def job_config(
     configs: Path | None = None,
 ) -> dict[str, Any]:
     """The preset of `method` with the overrides, `train.total_timesteps=steps` and the seed applied."""
-    data = apply_overrides(read_yaml(preset_path(method, experiment, configs)), list(overrides))
+    data = compose(read_yaml(preset_path(method, experiment, configs)), list(overrides))
     data = apply_overrides(data, [f"train.total_timesteps={steps}", f"train.seed={seed}", f"env.seed={seed}"])
     return data
 

@@ -17,9 +17,9 @@ import numpy as np
 import yaml
 
 from drivevlm.atomic import write_atomic
-from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build, read_yaml
+from drivevlm.config import ConfigError, EnvConfig, build, read_yaml
 from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
-from drivevlm.presets import resolve_preset
+from drivevlm.presets import compose, resolve_preset
 from drivevlm.rewards.build import ModelFactory, build_reward
 from drivevlm.rewards.config import reward_sections
 
@@ -28,9 +28,10 @@ _PERCENTILE_KEYS = ("min", "p5", "p25", "p50", "p75", "p95", "max")
 
 
 def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A preset (shipped name or YAML path; None: the built-in defaults) with `--set a.b=value` applied."""
+    """A preset (shipped name or YAML path; None: the built-in defaults) with its recipe, if one is asked
+    for, and `--set a.b=value` applied."""
     data = read_yaml(resolve_preset(config)) if config is not None else {}
-    return apply_overrides(data, list(overrides))
+    return compose(data, list(overrides))
 
 
 def env_section(data: dict[str, Any]) -> EnvConfig:

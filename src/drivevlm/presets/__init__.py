@@ -1,20 +1,85 @@
 """The method presets shipped inside the package (one YAML per method), so a pip install has them too.
 
 `--config` takes a preset name (`drivevlm_rl`, `real_models/drivevlm_rl`) or the path of any YAML file.
+
+A recipe (`recipes/<name>.yaml`) is how to train, not what to learn: `env` and `train` values for a budget
+or a machine, applied over any method preset with `--set recipe=<name>` (or a `recipe:` key in a YAML
+file), under the other `--set` values. The composed config records it as `applied_recipe`.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
-from drivevlm.config import ConfigError
+from drivevlm.config import ConfigError, apply_overrides, parse_override, read_yaml
 
 PRESETS_DIR = Path(__file__).resolve().parent
+RECIPES_DIR = PRESETS_DIR / "recipes"
+RECIPE_SECTIONS = ("env", "train")
 
 
 def preset_names() -> list[str]:
     """Every shipped preset by name, the real-weight variants as `real_models/<name>`."""
-    return sorted(p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESETS_DIR.rglob("*.yaml"))
+    return sorted(
+        p.relative_to(PRESETS_DIR).with_suffix("").as_posix()
+        for p in PRESETS_DIR.rglob("*.yaml")
+        if RECIPES_DIR not in p.parents
+    )
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def read_recipe(value: str | Path) -> dict[str, Any]:
+    """A shipped recipe by name or a recipe YAML file; only `env` and `train` sections are allowed."""
+    path = Path(value)
+    if not path.is_file():
+        path = RECIPES_DIR / f"{path.as_posix().removesuffix('.yaml')}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"recipe: no such file or recipe {str(value)!r}; recipes: {', '.join(recipe_names())}"
+            )
+    data = read_yaml(path)
+    extra = sorted(set(data) - set(RECIPE_SECTIONS))
+    if extra:
+        raise ConfigError(
+            f"recipe {str(value)!r}: only {' and '.join(RECIPE_SECTIONS)} sections allowed, got {extra}"
+        )
+    return data
+
+
+def _leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found: list[tuple[tuple[str, ...], Any]] = []
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        found += _leaves(value, path) if isinstance(value, dict) and value else [(path, value)]
+    return found
+
+
+def compose(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A preset mapping with its recipe (its `recipe:` key, or one set by an override) applied, then the
+    other overrides."""
+    requested = apply_overrides(copy.deepcopy(data), list(overrides)).pop("recipe", None)
+    if requested is None:
+        return apply_overrides(data, list(overrides))
+    composed = {key: value for key, value in data.items() if key != "recipe"}
+    for path, value in _leaves(read_recipe(str(requested))):
+        node = composed
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"recipe {requested!r}: {'.'.join(path)}: {part} is not a section in the preset"
+                )
+        node[path[-1]] = copy.deepcopy(value)
+    composed = apply_overrides(
+        composed, [text for text in overrides if parse_override(text)[0] != ["recipe"]]
+    )
+    composed["applied_recipe"] = str(requested)
+    return composed
 
 
 def resolve_preset(value: str | Path) -> Path:
