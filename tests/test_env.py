@@ -46,13 +46,6 @@ def test_stable_baselines3_check_env(env: DriveEnv) -> None:
 
 
 def test_registered_with_gymnasium(tmp_path) -> None:
-    # `import drivevlm` alone registers the id (a fresh interpreter: this one has imported drivevlm.env).
-    import subprocess
-    import sys
-
-    code = "import gymnasium, drivevlm, sys; print(drivevlm.ENV_ID in gymnasium.registry, 'drivevlm.env' in sys.modules)"  # noqa: E501
-    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert found.stdout.split() == ["True", "False"]
     environment = gym.make(ENV_ID, config={"cache_dir": str(tmp_path), "density": "empty"})
     try:
         obs, _ = environment.reset(seed=1)
