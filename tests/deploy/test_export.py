@@ -92,6 +92,8 @@ def test_spec_file_describes_the_observation(tiny_env: TinyDictEnv, tmp_path: Pa
         "names": ["steer", "throttle"],
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.onnx", "p.onnx.spec.json"]
+    # Ordinary files (the quick start's policy.onnx once came out owner-only, mkstemp's mode).
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o644}
 
 
 @pytest.fixture(scope="module")

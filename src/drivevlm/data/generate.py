@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from drivevlm.atomic import write_atomic
+from drivevlm.atomic import atomic_output, write_atomic
 from drivevlm.data.boxes import front_boxes
 from drivevlm.data.describe import describe_bev, describe_front
 from drivevlm.data.risk import describe_risk
@@ -49,16 +47,8 @@ def split_of_town(town: str) -> str:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, tmp.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 @dataclass

@@ -12,8 +12,6 @@ so ten thousand windows of four 128 px frames fit in well under a gigabyte.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from drivevlm.atomic import atomic_output
 from drivevlm.data.boxes import seen_actor_ids
 from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, describe_risk
 from drivevlm.env import DriveEnv
@@ -122,13 +121,9 @@ class VlmWindows:
     def save(self, path: str | Path) -> Path:
         """One .npz file, written atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(handle)
-        temp = Path(name)
-        try:
+        with atomic_output(path) as temp, temp.open("wb") as handle:
             np.savez(
-                temp,
+                handle,
                 frames=self.frames,
                 index=self.index,
                 descriptions=np.array(self.descriptions, dtype=str),
@@ -137,9 +132,6 @@ class VlmWindows:
                 towns=np.array(self.towns, dtype=str),
                 seeds=self.seeds,
             )
-            temp.replace(path)
-        finally:
-            temp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -9,8 +9,7 @@ observations the policy was not trained on.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from drivevlm.atomic import atomic_output, write_atomic
 from drivevlm.deploy.runtime import (
     SPEC_FORMAT_VERSION,
     InputSpec,
@@ -121,12 +121,6 @@ def observation_spec(
     )
 
 
-def _temp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_policy(
     model: Any,
     observation_space: Any,
@@ -161,25 +155,21 @@ def export_policy(
         torch.as_tensor(np.zeros((1, *i.shape), dtype=np.dtype(i.dtype)), device=policy.device)
         for i in spec.inputs
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
     was_training = policy.training
     policy.set_training_mode(False)
     try:
         # torch 2.9+ deprecates both TorchScript tracing and the TorchScript-based ONNX exporter (still
         # present in 2.13); the dynamo exporter would add onnxscript to the deploy extra.
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore", DeprecationWarning)
             if format == "onnx":
                 _export_onnx(actor, examples, spec.keys, tmp)
             else:
                 traced = torch.jit.trace(actor, examples, check_trace=False)
                 traced.save(str(tmp))
-        tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
         policy.set_training_mode(was_training)
-    _write_spec(spec, spec_path_for(path))
+    write_atomic(spec_path_for(path), json.dumps(spec.to_dict(), indent=2) + "\n")
     return path
 
 
@@ -198,17 +188,6 @@ def _export_onnx(
         dynamo=False,
         external_data=False,
     )
-
-
-def _write_spec(spec: ObservationSpec, path: Path) -> None:
-    import json
-
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _TorchScriptSession:

@@ -34,6 +34,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from drivevlm.atomic import atomic_output, write_atomic
 from drivevlm.config import ConfigError, apply_overrides, read_yaml
 from drivevlm.eval.episode_log import (
     LOG_FORMAT_VERSION,
@@ -205,20 +206,17 @@ def _truncate_episode_logs(run_dir: Path, up_to_step: int) -> None:
                     kept.append(line + "\n")
             except (json.JSONDecodeError, KeyError, ValueError):
                 continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, "".join(kept))
 
 
 def write_episode_curve(run_dir: Path) -> Path:
     """`training/episodes.csv` (TrainingCurveLog layout) from the recorded episodes, rewritten whole."""
     target = run_dir / "training" / EPISODES_FILE
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    curve = TrainingCurveLog(tmp)
-    for step, log in read_training_episodes(run_dir):
-        curve.append(step, log)
-    tmp.replace(target)
+    with atomic_output(target) as tmp:
+        tmp.unlink()  # the curve log writes its header into a new file
+        curve = TrainingCurveLog(tmp)
+        for step, log in read_training_episodes(run_dir):
+            curve.append(step, log)
     return target
 
 
@@ -349,10 +347,7 @@ def plan_jobs(
 def _launch(job: Job) -> subprocess.Popen[bytes]:
     run = Path(job.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    job_file = run / "job.json"
-    tmp = job_file.with_name(".job.json.tmp")
-    tmp.write_text(json.dumps(asdict(job), indent=2, default=str))
-    tmp.replace(job_file)
+    job_file = write_atomic(run / "job.json", json.dumps(asdict(job), indent=2, default=str))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log = (run / "job.log").open("ab")
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.atomic import atomic_output
 from drivevlm.config import EnvConfig
 from drivevlm.eval.evaluate import Act, run_episode
 from drivevlm.eval.suites import SuiteEpisode
@@ -93,6 +94,7 @@ class VideoSink:
             raise ValueError("video: no frames were added")
         if self._writer is not None:
             self._writer.release()
+            self._tmp.chmod(0o644)
             self._tmp.replace(self.path)
             self.written = self.path
             return self.path
@@ -101,10 +103,10 @@ class VideoSink:
         self._tmp.unlink(missing_ok=True)
         target = self.path.with_suffix(".gif")
         images = [Image.fromarray(f) for f in self._gif_frames]
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".gif")
-        os.close(fd)
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0)
-        Path(tmp).replace(target)
+        with atomic_output(target) as tmp:
+            images[0].save(
+                tmp, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0
+            )
         self.written = target
         return target
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from drivevlm.atomic import atomic_output, write_atomic
 
 
 def set_seed_and_threads(seed: int, threads: int | None) -> None:
@@ -25,23 +25,13 @@ def save_weights(folder: Path, state: dict[str, torch.Tensor], config: dict[str,
 
     folder.mkdir(parents=True, exist_ok=True)
     half = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(half, tmp)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(folder / "model.safetensors")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(folder / "model.safetensors") as tmp:
+        save_file(half, str(tmp))
     write_json(folder / "config.json", config)
 
 
 def write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    Path(tmp).chmod(0o644)
-    Path(tmp).replace(path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -7,12 +7,12 @@ concurrent processes never read a half-written network. Bump GENERATOR_VERSION w
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from drivevlm.atomic import atomic_output
 from drivevlm.sim.base import SimulatorError
 from drivevlm.sim.scenarios import TOWNS, check_choice
 
@@ -175,13 +175,6 @@ def export_opendrive(town: str, out_path: str | Path, cache_dir: str | Path | No
     """Write the town as OpenDRIVE (for CARLA's `carla.Map`) to `out_path`, atomically; returns the path."""
     net = town_network(town, cache_dir)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".xodr-", suffix=".xodr", dir=out.parent)
-    os.close(fd)
-    try:
-        _run([_binary("netconvert"), "-s", str(net), "--opendrive-output", tmp_name, "--no-warnings"])
-        Path(tmp_name).replace(out)
-    finally:
-        if Path(tmp_name).exists():
-            Path(tmp_name).unlink()
+    with atomic_output(out) as tmp:
+        _run([_binary("netconvert"), "-s", str(net), "--opendrive-output", str(tmp), "--no-warnings"])
     return out
