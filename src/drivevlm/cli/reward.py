@@ -1,4 +1,4 @@
-"""`drivevlm reward calibrate|inspect`: look at a preset's reward on simulator frames."""
+"""`drivevlm reward calibrate|inspect|fidelity`: look at a preset's reward on simulator frames."""
 
 from __future__ import annotations
 
@@ -130,3 +130,89 @@ def reward_inspect(
         return
     for key, value in summary.items():
         typer.echo(f"{key:>14}: {value:.3f}" if isinstance(value, float) else f"{key:>14}: {value}")
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_fidelity(result: dict[str, Any]) -> None:
+    from drivevlm.inspection.fidelity import BANDS, POOLED
+
+    presets = result["presets"]
+    width = max(len(name) for name in presets)
+    typer.echo(
+        f"{result['seeds']} seeds per scenario from {result['first_seed']}, a frame every {result['stride']} steps; "
+        "v_des in km/h by distance to the nearest person in the path"
+    )
+    head = " ".join(f"{'v_des ' + band:>12}" for band in BANDS)
+    typer.echo(f"{'preset':<{width}}  {'AUC':>5}  {head}  {'clear':>6}  {'gate':>5}  frames")
+    for name, summary in presets.items():
+        pooled = summary[POOLED]
+        bands = " ".join(f"{_fmt(pooled['v_des_by_band'][band]):>12}" for band in BANDS)
+        typer.echo(
+            f"{name:<{width}}  {_fmt(pooled['auc_near_vs_none'], 3):>5}  {bands}  "
+            f"{_fmt(pooled['v_des_clear']):>6}  {_fmt(pooled['gate_rate'], 2):>5}  {pooled['frames']}"
+        )
+    scenarios = result["scenarios"]
+    typer.echo("\nAUC per scenario (near: a person within 12 m in the path; against: none within 20 m)")
+    typer.echo(f"{'preset':<{width}}  " + "  ".join(f"{s[:12]:>12}" for s in scenarios))
+    for name, summary in presets.items():
+        cells = "  ".join(f"{_fmt(summary[s]['auc_near_vs_none'], 3):>12}" for s in scenarios)
+        typer.echo(f"{name:<{width}}  {cells}")
+
+
+@app.command("fidelity")
+def reward_fidelity(
+    presets: Annotated[
+        str, typer.Option(help="Comma-separated presets to score on the same frames.")
+    ] = "drivevlm_rl,vlm_rl,drivevlm_rl_oracle",
+    overrides: SetOption = None,
+    scenarios: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated scenarios; default: the VRU suites, car_following, random."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Episodes (seeds) per scenario.")] = 20,
+    seed: Annotated[
+        int | None, typer.Option(help="First seed (default: one no model or θ was set on).")
+    ] = None,
+    stride: Annotated[int, typer.Option(help="Score one frame every STRIDE env steps.")] = 5,
+    max_steps: Annotated[int, typer.Option(help="Most steps per episode.")] = 300,
+    out: Annotated[Path | None, typer.Option(help="Also write the result as JSON to this file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """How well each preset's reward slows the car for people in its path, measured on the same frames."""
+    from drivevlm.atomic import write_atomic
+    from drivevlm.inspection.calibrate import env_section, load_preset
+    from drivevlm.inspection.fidelity import DEFAULT_SEED, FIDELITY_SCENARIOS, run_fidelity
+    from drivevlm.rewards.build import build_reward
+    from drivevlm.rewards.config import reward_sections
+
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    configs = {name: load_preset(name, overrides or []) for name in names}
+    sections = {name: reward_sections(data) for name, data in configs.items()}
+    reward_fns = {name: build_reward(reward, models) for name, (reward, models) in sections.items()}
+    window = max(reward.window_frames for reward, _ in sections.values())
+    chosen = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else list(FIDELITY_SCENARIOS)
+
+    def progress(scenario: str, episode: int) -> None:
+        if not as_json:
+            typer.echo(f"  {scenario} episode {episode + 1}/{seeds}", err=True)
+
+    result = run_fidelity(
+        reward_fns,
+        env_section(configs[names[0]]),
+        window,
+        chosen,
+        seeds=seeds,
+        seed=DEFAULT_SEED if seed is None else seed,
+        stride=stride,
+        max_steps=max_steps,
+        progress=progress,
+    )
+    if out is not None:
+        write_atomic(out, json.dumps(result, indent=1, default=float))
+    if as_json:
+        typer.echo(json.dumps(result, default=float))
+        return
+    _print_fidelity(result)

@@ -16,6 +16,7 @@ from drivevlm.env import DriveEnv
 from drivevlm.rewards.base import RewardRequest
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.scenarios import SCENARIOS, check_choice
+from drivevlm.sim.world import WorldState
 from drivevlm.train.windows import RequestBuilder
 
 # Scenarios sampled by default: every vulnerable-road-user kind (so the gate opens) plus plain car following.
@@ -62,17 +63,24 @@ class SteppedRequest:
     frames: dict[str, Any] | None
     info: dict[str, Any]
     done: bool
+    # The world after the step: ground truth for whoever judges the reward.
+    state: WorldState
 
 
 def drive_episode(
-    env_config: EnvConfig, max_steps: int, window_frames: int, seed: int
+    env_config: EnvConfig,
+    max_steps: int,
+    window_frames: int,
+    seed: int,
+    policy: RouteFollower | None = None,
 ) -> Iterator[SteppedRequest]:
-    """Drive one scripted episode (RouteFollower), yielding a request per step until it ends or max_steps."""
+    """Drive one scripted episode (`policy`, by default a RouteFollower at 20 km/h), yielding a request per
+    step until it ends or max_steps."""
     if max_steps < 1:
         raise ConfigError(f"steps: must be >= 1, got {max_steps}")
     env = DriveEnv(env_config)
     builder = RequestBuilder(1, window_frames)
-    policy = RouteFollower(seed=seed)
+    policy = policy if policy is not None else RouteFollower(seed=seed)
     try:
         obs, info = env.reset(seed=seed)
         builder.start_episode(0, info)
@@ -82,7 +90,8 @@ def drive_episode(
             signals = info["signals"]
             done = bool(terminated or truncated)
             (request,) = builder.build([info], [done])
-            yield SteppedRequest(step, request, info.get("frames"), info, done)
+            assert env.world_state is not None
+            yield SteppedRequest(step, request, info.get("frames"), info, done, env.world_state)
             if done:
                 return
     finally:
