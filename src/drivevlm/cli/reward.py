@@ -142,8 +142,8 @@ def _print_fidelity(result: dict[str, Any]) -> None:
     presets = result["presets"]
     width = max(len(name) for name in presets)
     typer.echo(
-        f"{result['seeds']} seeds per scenario from {result['first_seed']}, a frame every {result['stride']} steps; "
-        "v_des in km/h by distance to the nearest person in the path"
+        f"{result['seeds']} seeds per scenario from {result['first_seed']}, "
+        f"a frame every {result['stride']} steps; v_des in km/h by distance to the nearest person in the path"
     )
     head = " ".join(f"{'v_des ' + band:>12}" for band in BANDS)
     typer.echo(f"{'preset':<{width}}  {'AUC':>5}  {head}  {'clear':>6}  {'gate':>5}  frames")
