@@ -120,7 +120,7 @@ def test_presets_are_scored_on_the_same_frames_and_the_oracle_orders_them() -> N
     v_des = oracle["v_des_by_band"]
     near = [v_des[band] for band in BANDS if v_des[band] is not None]
     assert near == sorted(near)
-    assert oracle["v_des_clear"] == pytest.approx(25.0) and oracle["auc_near_vs_none"] > 0.9
+    assert oracle["v_des_clear"] > 20.0 and oracle["auc_near_vs_none"] > 0.9
     assert static["gate_rate"] == 0.0 and 0.0 <= static["auc_near_vs_none"] <= 1.0
     with pytest.raises(ConfigError, match="seeds"):
         run_fidelity(presets, EnvConfig(), 4, ["random"], seeds=0)

@@ -32,14 +32,16 @@ def test_drivevlm_rl_oracle_hand_computed() -> None:
     assert not reward.needs_frames
     steps = [
         BASE,  # nothing ahead: r_norm 1, v_des 25, f_speed 1 - 15/25 = 0.4
-        replace(BASE, nearest_vehicle_ahead_m=5.0),  # static 0.5: v_des 12.5, f_speed 0.9
-        replace(BASE, nearest_vru_ahead_m=6.0),  # gate open, dynamic 6/15 = 0.4: v_des 10, f_speed 1
+        replace(BASE, nearest_vehicle_ahead_m=10.0),  # static (10 - 5) / 10 = 0.5: v_des 12.5, f_speed 0.9
+        replace(BASE, nearest_vru_ahead_m=9.0),  # gate open, dynamic (9 - 3) / 15 = 0.4: v_des 10, f_speed 1
+        replace(BASE, nearest_vehicle_ahead_m=4.6),  # touching: v_des 0, f_speed 1 - 10/25 = 0.6
         replace(BASE, nearest_vru_ahead_m=40.0),  # beyond the gate range: dynamic 1
         replace(BASE, collided=True),
     ]
     out = reward([RewardRequest(s) for s in steps])
-    assert [t.final for t in out] == pytest.approx([0.4, 0.9, 1.0, 0.4, -10.0])
-    assert [t.terms["gate"] for t in out] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [t.final for t in out] == pytest.approx([0.4, 0.9, 1.0, 0.6, 0.4, -10.0])
+    assert [t.terms["gate"] for t in out] == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert out[3].terms["v_des"] == 0.0
     assert all(t.terms["oracle"] == 1.0 for t in out)
     assert out[2].terms["r_norm"] == pytest.approx(0.4)
 

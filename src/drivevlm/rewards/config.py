@@ -68,10 +68,15 @@ class GateConfig(Section):
 
 
 class OracleConfig(Section):
-    """Ground-truth scorers (labelled oracle presets only): distances at which a scene counts as safe."""
+    """Ground-truth scorers (labelled oracle presets only): the score rises from 0 at contact distance (centre
+    to centre, where the boxes touch) to 1 a safe gap further out."""
 
     vehicle_safe_gap_m: float = Field(10.0, gt=0)
     vru_safe_gap_m: float = Field(15.0, gt=0)
+    # Centre distances at which the ego touches a car ahead (two half lengths) or a person (half a length
+    # and a shoulder): the desired speed is zero there, not a fraction of the target.
+    vehicle_contact_m: float = Field(5.0, ge=0)
+    vru_contact_m: float = Field(3.0, ge=0)
     # A vulnerable road user ahead within this range opens the oracle gate.
     vru_gate_range_m: float = Field(30.0, gt=0)
 

@@ -4,9 +4,11 @@ They answer "what would a perfect VLM teacher give?", an upper bound for the mod
 contain "oracle", every step reports `oracle = 1`, and they are never substituted for a model silently.
 
 Ground-truth stand-ins for the two pathways, each already in [0, 1] (so θmin/θmax are not used):
-- static ("is a car crash near?"): 0 on a collision, else clip(vehicle ahead / vehicle_safe_gap_m, 0, 1);
+- static ("is a car crash near?"): 0 on a collision, else
+  clip((vehicle ahead - vehicle_contact_m) / vehicle_safe_gap_m, 0, 1);
 - dynamic ("how risky is the vulnerable road user?"): the gate opens when a pedestrian or cyclist is ahead
-  within vru_gate_range_m; then clip(nearest VRU ahead / vru_safe_gap_m, 0, 1), else 1.
+  within vru_gate_range_m; then clip((nearest VRU ahead - vru_contact_m) / vru_safe_gap_m, 0, 1), else 1.
+Distances are centre to centre, so the contact terms make the desired speed zero where the boxes touch.
 R_norm = static (oracle_static) or static · dynamic (drivevlm_rl_oracle); Phase II is unchanged.
 """
 
@@ -24,8 +26,9 @@ from drivevlm.rewards.semantic import SynthesisParams, synthesise
 from drivevlm.rewards.signals import signal_arrays, terms_rows
 
 
-def oracle_static_score(collided: np.ndarray, vehicle_ahead_m: np.ndarray, safe_gap_m: float) -> np.ndarray:
-    score = np.clip(np.asarray(vehicle_ahead_m, np.float64) / safe_gap_m, 0.0, 1.0)
+def oracle_static_score(collided: np.ndarray, vehicle_ahead_m: np.ndarray, cfg: OracleConfig) -> np.ndarray:
+    gap = np.asarray(vehicle_ahead_m, np.float64) - cfg.vehicle_contact_m
+    score = np.clip(gap / cfg.vehicle_safe_gap_m, 0.0, 1.0)
     return np.where(np.asarray(collided) > 0, 0.0, score)
 
 
@@ -33,7 +36,8 @@ def oracle_dynamic_score(vru_ahead_m: np.ndarray, cfg: OracleConfig) -> tuple[np
     """(gate, score): the score is 1 where the gate is closed."""
     distance = np.asarray(vru_ahead_m, np.float64)
     gate = distance <= cfg.vru_gate_range_m
-    return gate, np.where(gate, np.clip(distance / cfg.vru_safe_gap_m, 0.0, 1.0), 1.0)
+    score = np.clip((distance - cfg.vru_contact_m) / cfg.vru_safe_gap_m, 0.0, 1.0)
+    return gate, np.where(gate, score, 1.0)
 
 
 class OracleReward:
@@ -53,7 +57,7 @@ class OracleReward:
         if not requests:
             return []
         s = signal_arrays(requests)
-        static = oracle_static_score(s["collided"], s["nearest_vehicle_ahead_m"], self.cfg.vehicle_safe_gap_m)
+        static = oracle_static_score(s["collided"], s["nearest_vehicle_ahead_m"], self.cfg)
         gate, dynamic = oracle_dynamic_score(s["nearest_vru_ahead_m"], self.cfg)
         if not self.dynamic:
             gate, dynamic = np.zeros_like(gate), np.ones_like(dynamic)
