@@ -95,6 +95,21 @@ def test_normalized_state_units(env: DriveEnv) -> None:
     assert raw[1]["state"][2] > 0  # moving: the speed entry is compared, not two zeros
 
 
+def test_route_errors_end_the_state_vector(env: DriveEnv) -> None:
+    env.close()  # libsumo: one simulation per process
+    steered = DriveEnv({**env.config.model_dump(), "route_errors": True})
+    try:
+        obs, _ = steered.reset(seed=5)
+        assert obs["state"].shape == (env.observation_space["state"].shape[0] + 2,)
+        for _ in range(30):  # steer off the lane centre so that both errors grow
+            obs, _, _, _, info = steered.step(np.array([0.4, 0.5], dtype=np.float32))
+        offset, heading = obs["state"][-2:]
+        assert offset == pytest.approx(info["metrics"]["center_offset_m"], abs=1e-5) and abs(offset) > 0.5
+        assert math.degrees(heading) == pytest.approx(info["metrics"]["heading_error_deg"], abs=1e-3)
+    finally:
+        steered.close()
+
+
 def test_stop_lights_channel_follows_the_signals(env: DriveEnv) -> None:
     env.close()  # libsumo: one simulation per process
     lit = DriveEnv({**env.config.model_dump(), "bev_traffic_lights": True})

@@ -56,6 +56,10 @@ class EnvConfig(Section):
     # target_speed_kmh and waypoints by their reach (route_waypoints * waypoint_spacing_m), so every entry
     # lies near [-1, 1] like the 0/1 mask features beside it.
     state_units: Literal["raw", "normalized"] = "raw"
+    # Append the ego's offset from the route (m, left positive) and its heading error (rad) to the state:
+    # the feedback a lane keeper needs, which the waypoints carry only as small differences (normalised,
+    # a 0.5 m offset is 0.017). Off by default: VLM-RL's state has no such entries.
+    route_errors: bool = False
     # RGB frames for the reward models: rendered into `info` only when asked for.
     render_frames: bool = False
     rgb_size: int = Field(224, ge=32, le=1024)

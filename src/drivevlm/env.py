@@ -1,7 +1,8 @@
 """The gymnasium environment: the one place that joins a simulator backend and the renderers.
 
 Observation: {"bev": uint8 semantic masks (C, H, W), "state": [steer, throttle, speed km/h,
-next waypoints in the ego frame (x, y) ...]}. Action: [steer, throttle/brake] in [-1, 1]^2.
+next waypoints in the ego frame (x, y) ..., with `route_errors` the offset from the route and the heading
+error]}. Action: [steer, throttle/brake] in [-1, 1]^2.
 The reward returned by `step` is provisional (vehicle state only, the shaping reward at the target
 speed); semantic rewards are computed later from `info["signals"]` and `info["frames"]`.
 """
@@ -20,7 +21,7 @@ from drivevlm.config import EnvConfig, build
 from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
 from drivevlm.rewards.base import VehicleSignals
 from drivevlm.rewards.synthesis import ShapingParams, final_reward, shaping_terms
-from drivevlm.route_tracking import RouteTracker
+from drivevlm.route_tracking import RouteProgress, RouteTracker
 from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
 from drivevlm.sim.world import Actor, Control, WorldState
@@ -96,7 +97,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         self._bev_rgb: BevRgbRenderer | None = None
         self._front: FrontCameraRenderer | None = None
-        n_state = 3 + 2 * cfg.route_waypoints
+        n_state = 3 + 2 * cfg.route_waypoints + (2 if cfg.route_errors else 0)
         self.observation_space = gym.spaces.Dict(
             {
                 "bev": gym.spaces.Box(
@@ -167,7 +168,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         progress = self._tracker.update(state.ego.pose)
         self._arc = progress.arc_length
         self._offsets.append(progress.lateral)
-        obs = self._observe(state)
+        obs = self._observe(state, progress)
         info: dict[str, Any] = {"spec": spec, "sim_seed": sim_seed, "route_length_m": self._tracker.length}
         if cfg.render_frames:
             info["frames"] = self._frames(state)
@@ -269,7 +270,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 "reason": reason,
             }
         reward = self._provisional_reward(signals)
-        return self._observe(state), reward, terminated, truncated, info
+        return self._observe(state, progress), reward, terminated, truncated, info
 
     def _steer_std(self) -> float:
         count, total, squares = self._steer_moments
@@ -308,7 +309,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             return "stopped"
         return None
 
-    def _observe(self, state: WorldState) -> dict[str, np.ndarray]:
+    def _observe(self, state: WorldState, progress: RouteProgress) -> dict[str, np.ndarray]:
         cfg = self.config
         past = self._past_actors
         # past[-h] is the actor set h steps ago; early in an episode the renderer repeats the oldest frame.
@@ -320,10 +321,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if cfg.state_units == "normalized":
             speed /= cfg.target_speed_kmh
             waypoints = waypoints / (cfg.route_waypoints * cfg.waypoint_spacing_m)
-        vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1)]).astype(
-            np.float32
-        )
-        return {"bev": masks, "state": vector}
+        errors = [progress.lateral, progress.heading_error] if cfg.route_errors else []
+        vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1), errors])
+        return {"bev": masks, "state": vector.astype(np.float32)}
 
     def _frames(self, state: WorldState) -> dict[str, np.ndarray]:
         if self.config.simulator_cameras and isinstance(self._backend, CameraBackend):

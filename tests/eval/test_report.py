@@ -17,7 +17,9 @@ from drivevlm.eval.report import (
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     aggregate,
+    plot_reward_over_time,
     plot_training_curves,
+    read_progress,
     table_csv,
     table_markdown,
     write_html_report,
@@ -120,6 +122,32 @@ def _report(tmp_path: Path) -> Path:
         images=[curves],
         notes="Two methods, two seeds.",
     )
+
+
+def _progress(folder: Path, rows: list[dict[str, float]]) -> None:
+    folder.mkdir(parents=True)
+    with (folder / "progress.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_reward_terms_over_time_from_every_session(tmp_path: Path) -> None:
+    # Session 0 was logged before time/total_steps existed; session 1 (a resume) has it; "10" sorts after "1".
+    _progress(tmp_path / "logs" / "session-0", [{"reward/final": 0.2, "reward/v_des": 20.0}] * 2)
+    _progress(
+        tmp_path / "logs" / "session-1",
+        [{"reward/final": 0.5, "reward/v_des": 18.0, "reward/gate_rate": 0.3, "time/total_steps": 3000.0}],
+    )
+    _progress(tmp_path / "logs" / "session-10", [{"reward/final": 0.6, "time/total_steps": 4000.0}])
+    rows = read_progress(tmp_path, log_interval=1000)
+    assert [r["step"] for r in rows] == [1000, 2000, 3000, 4000]
+    assert [r["reward/final"] for r in rows] == [0.2, 0.2, 0.5, 0.6]
+    png = plot_reward_over_time(rows, tmp_path / "terms.png")
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert image.shape[1] > 3 * image.shape[0]  # three panels side by side: terms, v_des, gate rate
+    with pytest.raises(ValueError, match="no reward"):
+        plot_reward_over_time([{"step": 1.0, "train/actor_loss": 1.0}], tmp_path / "none.png")
 
 
 def test_html_report_holds_tables_and_embedded_curves(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from drivevlm.cli.train import ProgressBar
 
 # How to train on a laptop CPU: src/drivevlm/presets/recipes/laptop.yaml (README, "Learning on a laptop").
 RECIPE = "laptop"
+# 20 s of driving: long enough to reach the pedestrian crossing.
+REPORT_VIDEO_STEPS = 300
 
 
 def _decisions_per_second(policy: Any, observation: dict[str, np.ndarray], seconds: float = 1.0) -> float:
@@ -44,6 +46,7 @@ def quickstart(
     from drivevlm.deploy.runtime import load_policy
     from drivevlm.env import DriveEnv
     from drivevlm.eval.evaluate import evaluate_run
+    from drivevlm.eval.experiments import write_report
     from drivevlm.eval.runs import load_driver
     from drivevlm.inspection.calibrate import load_preset
     from drivevlm.train.trainer import train
@@ -53,6 +56,7 @@ def quickstart(
         f"train.total_timesteps={steps}",
         f"train.sac.learning_starts={min(500, steps // 3)}",
         f"train.checkpoint_interval={steps}",
+        f"train.log_interval={max(steps // 20, 1)}",
         f"recipe={RECIPE}",
     ]
     data = load_preset(preset, overrides)
@@ -80,6 +84,8 @@ def quickstart(
     finally:
         env.close()
     decisions = _decisions_per_second(load_policy(policy_file), observation)
+    # Training curves, every reward term and the gate rate over time, the evaluation, a video of the policy.
+    report = write_report(run_dir, out / "report.html", videos=1, video_steps=REPORT_VIDEO_STEPS)
 
     metrics = evaluation["metrics"]
     result = {
@@ -92,6 +98,7 @@ def quickstart(
         **{f"eval_{key}": value for key, value in metrics.items() if isinstance(value, int | float)},
         "policy_file": str(policy_file),
         "policy_decisions_per_s": decisions,
+        "report": str(report["path"]),
     }
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))
     emit(result, as_json)

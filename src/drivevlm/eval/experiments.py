@@ -544,10 +544,13 @@ def write_report(
         TABLE1_COLUMNS,
         TABLE2_COLUMNS,
         TABLE3_COLUMNS,
+        plot_reward_over_time,
         plot_training_curves,
+        read_progress,
         write_html_report,
     )
     from drivevlm.eval.runs import RunError, load_run_config
+    from drivevlm.train.config import train_section
 
     folder = Path(folder)
     target = Path(out) if out is not None else folder / "report.html"
@@ -599,6 +602,9 @@ def write_report(
             tables["Training"] = ({folder.name: [training_metrics(episodes)]}, TABLE1_COLUMNS)
             curve = write_episode_curve(folder)
             images.append(plot_training_curves({folder.name: [curve]}, folder / "training_curves.png"))
+        progress = read_progress(folder, train_section(load_run_config(folder)).log_interval)
+        if any(key.startswith("reward/") for row in progress for key in row):
+            images.append(plot_reward_over_time(progress, folder / "reward_terms.png"))
         runs_for_video.append((folder.name, folder))
         title = f"DriveVLM run {folder.name}"
     found = sorted([*video_dir.glob("*.mp4"), *video_dir.glob("*.gif")])

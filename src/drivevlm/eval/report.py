@@ -39,6 +39,23 @@ LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", 
 # Not episode_reward: in training the env returns provisional rewards, the learner's come later from the
 # annotator, so the training curve has no episode return to plot.
 CURVE_METRICS = ("collision_rate", "average_speed_kmh", "routes_completed", "distance_m")
+# Panels of a run's reward over time (means per log interval of the trainer's progress.csv): every term of
+# the synthesis, the desired speed the semantic score sets, and how often the attention gate opened.
+REWARD_PANELS: dict[str, tuple[str, ...]] = {
+    "reward terms": (
+        "final",
+        "r_shaping",
+        "r_norm",
+        "r_static",
+        "r_dynamic",
+        "f_speed",
+        "f_center",
+        "f_angle",
+        "f_stability",
+    ),
+    "desired speed v_des (km/h)": ("v_des",),
+    "gate rate": ("gate_rate",),
+}
 
 
 @dataclass(frozen=True)
@@ -218,6 +235,58 @@ def plot_training_curves(
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+def read_progress(run_dir: str | Path, log_interval: int) -> list[dict[str, float]]:
+    """The trainer's progress.csv rows of every session, in order, each with its env step as `step`
+    (`time/total_steps`; runs logged before that column: the row's position times `log_interval`)."""
+    sessions = sorted(
+        Path(run_dir).glob("logs/session-*/progress.csv"), key=lambda p: int(p.parent.name.split("-")[1])
+    )
+    rows: list[dict[str, float]] = []
+    for path in sessions:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for raw in csv.DictReader(handle):
+                row = {key: float(value) for key, value in raw.items() if value not in ("", None)}
+                row["step"] = row.get("time/total_steps", (len(rows) + 1) * log_interval)
+                rows.append(row)
+    return rows
+
+
+def plot_reward_over_time(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """One panel per REWARD_PANELS entry, one line per `reward/<term>` column the run logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {
+        title: [t for t in terms if any(f"reward/{t}" in row for row in rows)]
+        for title, terms in REWARD_PANELS.items()
+    }
+    panels = {title: terms for title, terms in panels.items() if terms}
+    if not panels:
+        raise ValueError("rows: no reward/* columns (is this a trainer progress log?)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
+    for ax, (title, terms) in zip(axes[0], panels.items(), strict=True):
+        for term in terms:
+            points = [(row["step"], row[f"reward/{term}"]) for row in rows if f"reward/{term}" in row]
+            ax.plot(
+                *zip(*points, strict=True),
+                label=term,
+                linewidth=1.4,
+                marker="." if len(points) < 30 else None,
+            )
+        ax.set_title(title)
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        if len(terms) > 1:
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

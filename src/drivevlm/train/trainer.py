@@ -260,6 +260,7 @@ class TrainingMonitor(BaseCallback):
         for key in ("episodes", "collision_rate", "steps_per_s", "env_restarts"):
             record(f"rollout/{key}", snap[key])
         record("time/checkpoint_s", self.run.checkpoint_s)
+        record("time/total_steps", self.num_timesteps)
         stats = self.run.link.annotator.stats()
         for key, value in stats.items():
             record(f"annotator/{key}", value)
