@@ -14,10 +14,11 @@ from PIL import Image
 
 from drivevlm.eval.episode_log import EpisodeLog, TrainingCurveLog
 from drivevlm.eval.report import (
+    REWARD_PANELS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     aggregate,
-    plot_reward_over_time,
+    plot_progress,
     plot_training_curves,
     read_progress,
     table_csv,
@@ -143,11 +144,11 @@ def test_reward_terms_over_time_from_every_session(tmp_path: Path) -> None:
     rows = read_progress(tmp_path, log_interval=1000)
     assert [r["step"] for r in rows] == [1000, 2000, 3000, 4000]
     assert [r["reward/final"] for r in rows] == [0.2, 0.2, 0.5, 0.6]
-    png = plot_reward_over_time(rows, tmp_path / "terms.png")
+    png = plot_progress(rows, REWARD_PANELS, tmp_path / "terms.png")
     image = np.asarray(Image.open(png).convert("RGB"))
     assert image.shape[1] > 3 * image.shape[0]  # three panels side by side: terms, v_des, gate rate
-    with pytest.raises(ValueError, match="no reward"):
-        plot_reward_over_time([{"step": 1.0, "train/actor_loss": 1.0}], tmp_path / "none.png")
+    with pytest.raises(ValueError, match="none of the columns"):
+        plot_progress([{"step": 1.0, "train/actor_loss": 1.0}], REWARD_PANELS, tmp_path / "none.png")
 
 
 def test_html_report_holds_tables_and_embedded_curves(tmp_path: Path) -> None:

@@ -20,9 +20,10 @@ def _throttle(obs: object) -> np.ndarray:
     return np.array([0.0, 0.6], dtype=np.float32)
 
 
-def test_drive_video_writes_one_frame_per_step(tmp_path: Path) -> None:
-    result = drive_video(_throttle, CONFIG, EPISODE, tmp_path / "ep.mp4", steps=30)
-    assert result.video == tmp_path / "ep.mp4" and result.fallback_reason is None
+@pytest.mark.parametrize("suffix", [".webm", ".mp4"])
+def test_drive_video_writes_one_frame_per_step(tmp_path: Path, suffix: str) -> None:
+    result = drive_video(_throttle, CONFIG, EPISODE, tmp_path / f"ep{suffix}", steps=30)
+    assert result.video == tmp_path / f"ep{suffix}" and result.fallback_reason is None
     assert result.frames == 31 and result.episode["steps"] == 30
     capture = cv2.VideoCapture(str(result.video))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 31
@@ -48,6 +49,11 @@ def test_overlay_text_is_drawn() -> None:
     marked = compose_frame(front, bev, lines)
     assert plain.shape == marked.shape == (96, 192, 3)
     assert np.count_nonzero(np.any(plain != marked, axis=2)) > 200
+
+
+def test_video_names_must_say_the_container(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'ep.avi' must end in one of .webm, .mp4"):
+        drive_video(_throttle, CONFIG, EPISODE, tmp_path / "ep.avi", steps=5)
 
 
 def test_gif_fallback_when_mp4v_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,7 +168,9 @@ def drive(
     route: Annotated[int | None, typer.Option(help="Evaluation route index (default 0).")] = 0,
     seed: int = 0,
     steps: Annotated[int | None, typer.Option(help="Step limit (default: the run's episode limit).")] = None,
-    video: Annotated[Path, typer.Option(help="Output video (.mp4).")] = Path("out/drive.mp4"),
+    video: Annotated[
+        Path, typer.Option(help="Output video: .webm (plays in browsers) or .mp4 (mp4v, desktop players).")
+    ] = Path("out/drive.webm"),
     overrides: SetOption = None,
     as_json: JsonFlag = False,
 ) -> None:

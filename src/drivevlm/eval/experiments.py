@@ -526,7 +526,7 @@ def _record_videos(runs: Sequence[tuple[str, Path]], folder: Path, count: int, s
         town = SCENARIOS[scenario].default_town or driver.env_config.town
         episode = SuiteEpisode(town, scenario, "regular", 0, 0)
         result = drive_video(
-            driver.act, driver.env_config, episode, folder / f"{label}-{scenario}.mp4", steps
+            driver.act, driver.env_config, episode, folder / f"{label}-{scenario}.webm", steps
         )
         written.append(result.video)
     return written
@@ -541,10 +541,12 @@ def write_report(
     """
     from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.report import (
+        REWARD_PANELS,
         TABLE1_COLUMNS,
         TABLE2_COLUMNS,
         TABLE3_COLUMNS,
-        plot_reward_over_time,
+        TRAINING_PANELS,
+        plot_progress,
         plot_training_curves,
         read_progress,
         write_html_report,
@@ -603,16 +605,17 @@ def write_report(
             curve = write_episode_curve(folder)
             images.append(plot_training_curves({folder.name: [curve]}, folder / "training_curves.png"))
         progress = read_progress(folder, train_section(load_run_config(folder)).log_interval)
-        if any(key.startswith("reward/") for row in progress for key in row):
-            images.append(plot_reward_over_time(progress, folder / "reward_terms.png"))
+        if progress:
+            if not episodes:
+                images.append(plot_progress(progress, TRAINING_PANELS, folder / "training_progress.png"))
+            images.append(plot_progress(progress, REWARD_PANELS, folder / "reward_terms.png"))
         runs_for_video.append((folder.name, folder))
         title = f"DriveVLM run {folder.name}"
-    found = sorted([*video_dir.glob("*.mp4"), *video_dir.glob("*.gif")])
+    found = sorted(p for p in video_dir.glob("*") if p.suffix in (".webm", ".mp4", ".gif"))
     if not found and videos > 0:
         found = _record_videos(runs_for_video, video_dir, videos, video_steps)
     if not tables:
         raise RunError(f"report: {folder} has no evaluation results yet; run `drivevlm evaluate` first")
-    mp4 = [v for v in found if v.suffix == ".mp4"]
     notes = "Tables: mean ± std over seeds (sample std); best mean per column in bold."
-    path = write_html_report(target, title, tables, images, mp4, notes)
+    path = write_html_report(target, title, tables, images, found, notes)
     return {"path": path, "tables": list(tables), "videos": [str(v) for v in found]}

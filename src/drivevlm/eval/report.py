@@ -39,22 +39,29 @@ LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", 
 # Not episode_reward: in training the env returns provisional rewards, the learner's come later from the
 # annotator, so the training curve has no episode return to plot.
 CURVE_METRICS = ("collision_rate", "average_speed_kmh", "routes_completed", "distance_m")
-# Panels of a run's reward over time (means per log interval of the trainer's progress.csv): every term of
-# the synthesis, the desired speed the semantic score sets, and how often the attention gate opened.
+# Panels of a run over time, from the trainer's progress.csv (means per log interval): how its training
+# episodes went, then every term of the reward, the desired speed the semantic score sets, and how often
+# the attention gate opened.
+TRAINING_PANELS: dict[str, tuple[str, ...]] = {
+    "route completion (training episodes)": ("episode/route_completion",),
+    "average speed (km/h)": ("episode/average_speed_kmh",),
+    "collision rate": ("rollout/collision_rate",),
+}
+_TERMS = (
+    "final",
+    "r_shaping",
+    "r_norm",
+    "r_static",
+    "r_dynamic",
+    "f_speed",
+    "f_center",
+    "f_angle",
+    "f_stability",
+)
 REWARD_PANELS: dict[str, tuple[str, ...]] = {
-    "reward terms": (
-        "final",
-        "r_shaping",
-        "r_norm",
-        "r_static",
-        "r_dynamic",
-        "f_speed",
-        "f_center",
-        "f_angle",
-        "f_stability",
-    ),
-    "desired speed v_des (km/h)": ("v_des",),
-    "gate rate": ("gate_rate",),
+    "reward terms": tuple(f"reward/{term}" for term in _TERMS),
+    "desired speed v_des (km/h)": ("reward/v_des",),
+    "gate rate": ("reward/gate_rate",),
 }
 
 
@@ -258,34 +265,31 @@ def read_progress(run_dir: str | Path, log_interval: int) -> list[dict[str, floa
     return rows
 
 
-def plot_reward_over_time(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """One panel per REWARD_PANELS entry, one line per `reward/<term>` column the run logged."""
+def plot_progress(
+    rows: Sequence[Mapping[str, float]], panels: Mapping[str, Sequence[str]], path: str | Path
+) -> Path:
+    """One panel per `panels` entry (title: columns) that the run logged, one line per column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = {
-        title: [t for t in terms if any(f"reward/{t}" in row for row in rows)]
-        for title, terms in REWARD_PANELS.items()
+    logged = {
+        title: [c for c in columns if any(c in row for row in rows)] for title, columns in panels.items()
     }
-    panels = {title: terms for title, terms in panels.items() if terms}
-    if not panels:
-        raise ValueError("rows: no reward/* columns (is this a trainer progress log?)")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
-    for ax, (title, terms) in zip(axes[0], panels.items(), strict=True):
-        for term in terms:
-            points = [(row["step"], row[f"reward/{term}"]) for row in rows if f"reward/{term}" in row]
-            ax.plot(
-                *zip(*points, strict=True),
-                label=term,
-                linewidth=1.4,
-                marker="." if len(points) < 30 else None,
-            )
+    logged = {title: columns for title, columns in logged.items() if columns}
+    if not logged:
+        raise ValueError(f"rows: none of the columns {sorted(c for cs in panels.values() for c in cs)}")
+    fig, axes = plt.subplots(1, len(logged), figsize=(5.0 * len(logged), 3.4), squeeze=False)
+    for ax, (title, columns) in zip(axes[0], logged.items(), strict=True):
+        for column in columns:
+            points = [(row["step"], row[column]) for row in rows if column in row]
+            marker = "." if len(points) < 30 else None
+            ax.plot(*zip(*points, strict=True), label=column.split("/")[-1], linewidth=1.4, marker=marker)
         ax.set_title(title)
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
-        if len(terms) > 1:
+        if len(columns) > 1:
             ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -298,7 +302,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
     "table{border-collapse:collapse;margin:12px 0 24px}th,td{border:1px solid #bbb;padding:4px 10px;"
     "text-align:right}thead th{background:#eef}tbody th{text-align:left}caption{font-weight:600;"
-    "text-align:left;padding:4px 0}img{max-width:100%}video{max-width:48%;margin:4px}"
+    "text-align:left;padding:4px 0}img{max-width:100%}video,img.episode{max-width:48%;margin:4px}"
 )
 
 
@@ -310,7 +314,8 @@ def write_html_report(
     videos: Sequence[str | Path] = (),
     notes: str = "",
 ) -> Path:
-    """One self-contained HTML page: the tables, the PNG curves embedded, videos linked by relative path."""
+    """One self-contained HTML page: the tables, the PNG curves embedded, videos linked by relative path
+    (WebM as players, GIF fallbacks as images, MP4 (mp4v, which browsers cannot decode) as download links)."""
     path = Path(path)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"]
     parts.append(f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
@@ -332,8 +337,13 @@ def write_html_report(
             video = Path(video)
             if not video.is_file():
                 raise FileNotFoundError(f"videos: {video} not found")
-            rel = os.path.relpath(video.resolve(), path.parent.resolve())
-            parts.append(f"<video controls muted src='{html.escape(Path(rel).as_posix())}'></video>")
+            rel = html.escape(Path(os.path.relpath(video.resolve(), path.parent.resolve())).as_posix())
+            if video.suffix == ".gif":
+                parts.append(f"<img class='episode' alt='{html.escape(video.stem)}' src='{rel}'>")
+            elif video.suffix == ".mp4":
+                parts.append(f"<p><a href='{rel}'>{html.escape(video.name)}</a> (MP4: a desktop player)</p>")
+            else:
+                parts.append(f"<video controls muted src='{rel}'></video>")
         parts.append("</div>")
     parts.append("</body></html>\n")
     return write_atomic(path, "".join(parts).encode())

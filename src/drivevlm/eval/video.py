@@ -2,7 +2,9 @@
 
 The reward terms shown are the env's vehicle-state reward (the shaping factors at the full target speed
 and the provisional reward, −10 on a collision step): what a deployed policy is judged by without any VLM.
-MP4 (mp4v) is written with OpenCV; where that codec is missing the frames go to an animated GIF instead.
+The container follows the file name: WebM (VP8), which browsers play (the HTML reports link these), or
+MP4 (mp4v), which desktop players play and browsers do not. Both are written with OpenCV; where the codec
+is missing the frames go to an animated GIF instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from drivevlm.eval.evaluate import Act, run_episode
 from drivevlm.eval.suites import SuiteEpisode
 
 FPS = 15
+CODECS = {".webm": "VP80", ".mp4": "mp4v"}
 _TEXT_COLOUR = (255, 255, 255)
 _SHADOW = (0, 0, 0)
 
@@ -55,10 +58,13 @@ def compose_frame(front: np.ndarray, bev: np.ndarray, lines: Sequence[str]) -> n
 
 
 class VideoSink:
-    """Collects RGB frames and writes an MP4 atomically on `close`, or a GIF when mp4v is unavailable."""
+    """Collects RGB frames and writes a WebM or MP4 (by `path`'s suffix) atomically on `close`, or a GIF
+    beside it when OpenCV lacks the codec."""
 
     def __init__(self, path: str | Path, fps: int = FPS) -> None:
         self.path = Path(path)
+        if self.path.suffix not in CODECS:
+            raise ValueError(f"video: {self.path.name!r} must end in one of {', '.join(CODECS)}")
         self.fps = fps
         self.frames = 0
         self.written: Path | None = None
@@ -66,7 +72,9 @@ class VideoSink:
         self._writer: Any = None
         self._gif_frames: list[np.ndarray] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".mp4")
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix
+        )
         os.close(fd)
         self._tmp = Path(tmp)
 
@@ -75,12 +83,12 @@ class VideoSink:
 
         if self._writer is None and self.fallback_reason is None:
             height, width = frame.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fourcc = cv2.VideoWriter_fourcc(*CODECS[self.path.suffix])
             writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (width, height))
             if writer.isOpened():
                 self._writer = writer
             else:
-                self.fallback_reason = "OpenCV could not open an mp4v video writer"
+                self.fallback_reason = f"OpenCV could not open a {CODECS[self.path.suffix]} video writer"
         if self._writer is not None:
             self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         else:
