@@ -45,6 +45,25 @@ def test_stable_baselines3_check_env(env: DriveEnv) -> None:
     check_env(env, warn=True)
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        # As gymnasium packages do: importing the package registers the env ...
+        "import drivevlm, gymnasium",
+        # ... whichever comes first, without loading gymnasium itself (the deploy runtime must not).
+        "import gymnasium, drivevlm",
+        "import drivevlm, sys; assert 'gymnasium' not in sys.modules; import gymnasium.envs.registration",
+    ],
+)
+def test_import_drivevlm_registers_the_env(code: str) -> None:
+    import subprocess
+    import sys
+
+    check = "; import gymnasium as g; assert drivevlm.ENV_ID in g.registry"
+    check += "; assert 'drivevlm.env' not in sys.modules"
+    subprocess.run([sys.executable, "-c", f"import sys; {code}{check}"], check=True, timeout=120)
+
+
 def test_registered_with_gymnasium(tmp_path) -> None:
     environment = gym.make(ENV_ID, config={"cache_dir": str(tmp_path), "density": "empty"})
     try:

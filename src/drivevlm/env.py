@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from drivevlm import ENV_ID as ENV_ID
 from drivevlm.config import EnvConfig, build
 from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
 from drivevlm.rewards.base import VehicleSignals
@@ -27,7 +28,6 @@ from drivevlm.sim.geometry import world_to_ego
 from drivevlm.sim.world import Actor, Control, WorldState
 from drivevlm.traffic_rules import RedLightMonitor, red_stop_line_ahead_m
 
-ENV_ID = "drivevlm/Town-v0"
 STABILITY_WINDOW = 30
 PROVISIONAL_COLLISION_PENALTY = -10.0
 _AHEAD_RANGE_M = 60.0
@@ -353,11 +353,3 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
 def make_env(config: EnvConfig | dict[str, Any] | None = None, render_mode: str | None = None) -> DriveEnv:
     return DriveEnv(config, render_mode=render_mode)
-
-
-def register_envs() -> None:
-    if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point="drivevlm.env:DriveEnv")
-
-
-register_envs()
