@@ -60,7 +60,9 @@ def test_evaluate_without_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
     assert code == 2 and "has no checkpoint" in err and err.strip().count("\n") == 0
 
 
-def test_export_then_drive_the_policy_file(tiny_run: Path, tmp_path: Path) -> None:
+def test_export_then_drive_the_policy_file(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     policy = tmp_path / "policy.onnx"
     code, out, _ = _run("export", tiny_run, "--format", "onnx", "--out", policy, "--json")
     assert code == 0 and json.loads(out.splitlines()[-1])["policy"] == str(policy)
@@ -83,9 +85,29 @@ def test_export_then_drive_the_policy_file(tiny_run: Path, tmp_path: Path) -> No
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["frames"] == 21
     assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 21
-    # The default env renders 96 px masks; the policy was exported for 32 px.
-    code, _, err = _run("drive", "--policy", policy, "--video", tmp_path / "x.mp4")
+    # Export records the policy's env beside it, so the file drives on its own ...
+    assert (tmp_path / "policy.onnx.env.yaml").is_file()
+    code, out, err = _run(
+        "drive", "--policy", policy, "--steps", "5", "--video", tmp_path / "x.webm", "--json"
+    )
+    assert code == 0, err
+    # ... and an env it was not trained for is refused: 96 px masks for a 32 px policy.
+    code, _, err = _run(
+        "drive", "--policy", policy, "--set", "env.bev_size=96", "--video", tmp_path / "y.webm"
+    )
     assert code == 2 and "does not match the environment" in err and "(12, 32, 32)" in err
+    # A shipped policy goes by its name: a folder in the package's policies/ with the same files.
+    shipped = tmp_path / "shipped"
+    (shipped / "tiny").mkdir(parents=True)
+    for name in ("policy.onnx", "policy.onnx.spec.json", "policy.onnx.env.yaml"):
+        shutil.copy(tmp_path / name, shipped / "tiny" / name)
+    monkeypatch.setattr("drivevlm.policies.POLICIES_DIR", shipped)
+    code, out, err = _run(
+        "drive", "--policy", "tiny", "--steps", "5", "--video", tmp_path / "z.webm", "--json"
+    )
+    assert code == 0, err
+    code, _, err = _run("drive", "--policy", "huge", "--video", tmp_path / "z.webm")
+    assert code == 2 and "file not found: huge (shipped policies in" in err and ": tiny)" in err
     code, _, err = _run("export", tiny_run, "--format", "tflite")
     assert code == 2 and "format: unknown value 'tflite'" in err
 

@@ -58,6 +58,7 @@ def test_presets_command_lists_them() -> None:
     assert listed["presets"]["tirl_sac"].startswith("TIRL")
     assert set(listed["presets"]) == set(preset_names())
     assert listed["recipes"]["laptop"].startswith("Training on a 2-core laptop")
+    assert isinstance(listed["policies"], list)
     text = CliRunner().invoke(app, ["presets"])
     assert "real_models/drivevlm_rl" in text.output and "recipe=NAME" in text.output
 

@@ -23,7 +23,11 @@ SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set env.density=dense.")
 ]
 PolicyOption = Annotated[
-    Path | None, typer.Option("--policy", help="An exported policy file (.onnx, or .pt for TorchScript).")
+    Path | None,
+    typer.Option(
+        "--policy",
+        help="An exported policy file (.onnx, or .pt for TorchScript), or a shipped policy by name.",
+    ),
 ]
 
 
@@ -136,7 +140,7 @@ def export(
     """Write the run's latest policy as a VLM-free ONNX/TorchScript file plus its observation spec."""
     from drivevlm.deploy.export import FORMATS, export_policy
     from drivevlm.env import DriveEnv
-    from drivevlm.eval.runs import load_driver
+    from drivevlm.eval.runs import load_driver, write_policy_env
 
     if format not in FORMATS:
         raise ValueError(f"format: unknown value {format!r}; allowed: {', '.join(FORMATS)}")
@@ -155,6 +159,7 @@ def export(
         )
     finally:
         env.close()
+    write_policy_env(written, driver.env_config)
     emit({"policy": str(written), "format": format, "checkpoint": driver.source}, as_json)
 
 

@@ -47,7 +47,7 @@ def quickstart(
     from drivevlm.env import DriveEnv
     from drivevlm.eval.evaluate import evaluate_run
     from drivevlm.eval.experiments import write_report
-    from drivevlm.eval.runs import load_driver
+    from drivevlm.eval.runs import load_driver, write_policy_env
     from drivevlm.inspection.calibrate import load_preset
     from drivevlm.train.trainer import train
 
@@ -83,6 +83,7 @@ def quickstart(
         )
     finally:
         env.close()
+    write_policy_env(policy_file, driver.env_config)
     decisions = _decisions_per_second(load_policy(policy_file), observation)
     # Training curves, every reward term and the gate rate over time, the evaluation, a video of the policy.
     report = write_report(run_dir, out / "report.html", videos=1, video_steps=REPORT_VIDEO_STEPS)

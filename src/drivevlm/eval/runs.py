@@ -26,6 +26,19 @@ class RunError(ConfigError):
     """A run folder or policy file that cannot be evaluated; the message names the path and the problem."""
 
 
+def policy_env_path(policy_file: str | Path) -> Path:
+    """Beside an exported policy: the env it was trained in, so that it can be driven without its run."""
+    policy_file = Path(policy_file)
+    return policy_file.with_name(f"{policy_file.name}.env.yaml")
+
+
+def write_policy_env(policy_file: str | Path, env_config: EnvConfig) -> Path:
+    from drivevlm.atomic import write_atomic
+
+    text = yaml.safe_dump({"env": env_config.model_dump(mode="json")}, sort_keys=False)
+    return write_atomic(policy_env_path(policy_file), text)
+
+
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The resolved preset the trainer wrote to `run_dir/config.yaml`."""
     run_dir = Path(run_dir)
@@ -107,7 +120,10 @@ def load_exported_policy(path: str | Path) -> Any:
     """An exported policy file: ONNX through the numpy+onnxruntime runtime, TorchScript (.pt) with torch."""
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"policy: file not found: {path}")
+        from drivevlm.policies import POLICIES_DIR, policy_names
+
+        shipped = ", ".join(policy_names()) or "none yet"
+        raise RunError(f"policy: file not found: {path} (shipped policies in {POLICIES_DIR}: {shipped})")
     try:
         if path.suffix == ".pt":
             from drivevlm.deploy.export import load_torchscript_policy
@@ -141,10 +157,20 @@ def load_driver(
     overrides: Sequence[str] = (),
     device: str = "cpu",
 ) -> Driver:
-    """A run's latest checkpoint, or an exported policy file (driven in the run's env, else the default)."""
+    """A run's latest checkpoint, or an exported policy (a file, or a shipped policy by name) driven in the
+    run's env, else in the env recorded beside it, else in the default env."""
     if run_dir is None and policy_file is None:
         raise RunError("give a run folder or --policy FILE")
-    data = load_run_config(run_dir) if run_dir is not None else {}
+    if policy_file is not None:
+        from drivevlm.policies import resolve_policy_file
+
+        policy_file = resolve_policy_file(policy_file)
+    if run_dir is not None:
+        data = load_run_config(run_dir)
+    elif policy_file is not None and policy_env_path(policy_file).is_file():
+        data = yaml.safe_load(policy_env_path(policy_file).read_text(encoding="utf-8")) or {}
+    else:
+        data = {}
     env_config = env_config_from(data, overrides)
     if policy_file is not None:
         policy = load_exported_policy(policy_file)
