@@ -7,6 +7,7 @@ YAML presets (`drivevlm.presets`, or any file) are read by `read_yaml`; `--set a
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,15 +137,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def set_path(data: dict[str, Any], path: Sequence[str], value: Any, source: str) -> None:
+    """data[path[0]][path[1]]... = value, creating sections; `source` names the setting in errors."""
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: {part} is not a section")
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
-        node[path[-1]] = value
+        set_path(data, path, value, f"override {text!r}")
     return data
 
 

@@ -13,7 +13,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from drivevlm.config import ConfigError, apply_overrides, parse_override, read_yaml
+from drivevlm.config import ConfigError, apply_overrides, parse_override, read_yaml, set_path
 
 PRESETS_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PRESETS_DIR / "recipes"
@@ -65,16 +65,9 @@ def compose(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     requested = apply_overrides(copy.deepcopy(data), list(overrides)).pop("recipe", None)
     if requested is None:
         return apply_overrides(data, list(overrides))
-    composed = {key: value for key, value in data.items() if key != "recipe"}
+    composed = copy.deepcopy({key: value for key, value in data.items() if key != "recipe"})
     for path, value in _leaves(read_recipe(str(requested))):
-        node = composed
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(
-                    f"recipe {requested!r}: {'.'.join(path)}: {part} is not a section in the preset"
-                )
-        node[path[-1]] = copy.deepcopy(value)
+        set_path(composed, path, value, f"recipe {requested!r}: {'.'.join(path)}")
     composed = apply_overrides(
         composed, [text for text in overrides if parse_override(text)[0] != ["recipe"]]
     )
