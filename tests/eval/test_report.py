@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from drivevlm.eval.report import (
     write_testing_table,
     write_training_table,
 )
+from support.browser import chromium
 
 TESTING = {
     "VLM-RL": [
@@ -161,15 +161,11 @@ def test_html_report_holds_tables_and_embedded_curves(tmp_path: Path) -> None:
         write_html_report(tmp_path / "r.html", "t", {}, videos=[tmp_path / "none.mp4"])
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="needs headless Chromium (Debian package `chromium`)")
+@pytest.mark.skipif(chromium() is None, reason="needs headless Chromium (Debian package `chromium`)")
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = _report(tmp_path)
-    browser = str(_chromium())
+    browser = str(chromium())
     flags = [
         "--headless",
         "--no-sandbox",
