@@ -24,32 +24,18 @@ import numpy as np
 
 from drivevlm.config import EnvConfig
 from drivevlm.env import DriveEnv
+from drivevlm.inspection.fidelity import path_truth
 from drivevlm.inspection.frames import scenario_env_config
 from drivevlm.models.registry import make_detector
 from drivevlm.rewards.config import GateConfig
 from drivevlm.rewards.dynamic import AttentionGate, GroundCamera, PathFilter
 from drivevlm.scripted_policy import RouteFollower
-from drivevlm.sim.geometry import world_to_ego
+from drivevlm.sim.scenarios import SCENARIOS
 from drivevlm.sim.world import WorldState
-
-SCENARIOS = (
-    "random",
-    "pedestrian_crossing",
-    "occluded_pedestrian",
-    "slow_cyclist",
-    "cyclist_merge",
-    "oncoming_cyclist",
-    "car_following",
-)
 
 
 def vru_in_path(state: WorldState, range_m: float, half_width_m: float) -> bool:
-    vrus = [a for a in state.actors if a.kind.is_vulnerable]
-    if not vrus:
-        return False
-    ego = state.ego
-    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in vrus]), ego.pose.x, ego.pose.y, ego.pose.yaw)
-    return bool(np.any((local[:, 0] > 0) & (local[:, 0] <= range_m) & (np.abs(local[:, 1]) <= half_width_m)))
+    return path_truth(state, half_width_m).vru_m <= range_m
 
 
 def drive(scenario: str, seed: int, frames: int, stride: int, args: argparse.Namespace) -> Iterator[Any]:

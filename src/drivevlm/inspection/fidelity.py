@@ -22,6 +22,7 @@ import numpy as np
 
 from drivevlm.config import ConfigError, EnvConfig
 from drivevlm.inspection.frames import check_scenarios, drive_episode, scenario_env_config
+from drivevlm.models.training.common import roc_auc
 from drivevlm.rewards.base import RewardFunction, RewardRequest
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.geometry import world_to_ego
@@ -85,26 +86,12 @@ def scripted_driver(seed: int) -> RouteFollower:
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
-    """P(a positive scores above a negative), ties counting half (the Mann-Whitney U statistic)."""
+    """P(a positive scores above a negative), ties counting half; None when either side is empty."""
     pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
     if not pos.size or not neg.size:
         return None
-    ranks = _midranks(np.concatenate([pos, neg]))
-    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
-
-
-def _midranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(values.size)
-    start = 0
-    while start < values.size:
-        end = start
-        while end + 1 < values.size and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = 0.5 * (start + end) + 1.0
-        start = end + 1
-    return ranks
+    labels = np.concatenate([np.ones(pos.size, bool), np.zeros(neg.size, bool)])
+    return roc_auc(np.concatenate([pos, neg]), labels)
 
 
 @dataclass(frozen=True, slots=True)
