@@ -138,28 +138,14 @@ def export(
     as_json: JsonFlag = False,
 ) -> None:
     """Write the run's latest policy as a VLM-free ONNX/TorchScript file plus its observation spec."""
-    from drivevlm.deploy.export import FORMATS, export_policy
-    from drivevlm.env import DriveEnv
-    from drivevlm.eval.runs import load_driver, write_policy_env
+    from drivevlm.deploy.export import FORMATS
+    from drivevlm.eval.runs import export_driver, load_driver
 
     if format not in FORMATS:
         raise ValueError(f"format: unknown value {format!r}; allowed: {', '.join(FORMATS)}")
     driver = load_driver(run_dir)
     path = out or run_dir / ("policy.onnx" if format == "onnx" else "policy.pt")
-    env = DriveEnv(driver.env_config)
-    try:
-        written = export_policy(
-            driver.policy,
-            driver.policy.observation_space,
-            path,
-            format,
-            mask_channels=env.mask_channels,
-            waypoint_count=driver.env_config.route_waypoints,
-            state_units=driver.env_config.state_units,
-        )
-    finally:
-        env.close()
-    write_policy_env(written, driver.env_config)
+    written = export_driver(driver, path, format)
     emit({"policy": str(written), "format": format, "checkpoint": driver.source}, as_json)
 
 

@@ -42,12 +42,11 @@ def quickstart(
     as_json: JsonFlag = False,
 ) -> None:
     """The main job: train the DriveVLM-RL preset briefly, evaluate it, export the VLM-free policy."""
-    from drivevlm.deploy.export import export_policy
     from drivevlm.deploy.runtime import load_policy
     from drivevlm.env import DriveEnv
     from drivevlm.eval.evaluate import evaluate_run
     from drivevlm.eval.experiments import write_report
-    from drivevlm.eval.runs import load_driver, write_policy_env
+    from drivevlm.eval.runs import export_driver, load_driver
     from drivevlm.inspection.calibrate import load_preset
     from drivevlm.train.trainer import train
 
@@ -70,20 +69,12 @@ def quickstart(
     evaluation = evaluate_run(run_dir, "unseen_routes", episodes)
 
     driver = load_driver(run_dir)
+    policy_file = export_driver(driver, out / "policy.onnx")
     env = DriveEnv(driver.env_config)
     try:
         observation, _ = env.reset(seed=0)
-        policy_file = export_policy(
-            driver.policy,
-            driver.policy.observation_space,
-            out / "policy.onnx",
-            mask_channels=env.mask_channels,
-            waypoint_count=driver.env_config.route_waypoints,
-            state_units=driver.env_config.state_units,
-        )
     finally:
         env.close()
-    write_policy_env(policy_file, driver.env_config)
     decisions = _decisions_per_second(load_policy(policy_file), observation)
     # Training curves, every reward term and the gate rate over time, the evaluation, a video of the policy.
     report = write_report(run_dir, out / "report.html", videos=1, video_steps=REPORT_VIDEO_STEPS)

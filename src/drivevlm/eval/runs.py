@@ -32,13 +32,6 @@ def policy_env_path(policy_file: str | Path) -> Path:
     return policy_file.with_name(f"{policy_file.name}.env.yaml")
 
 
-def write_policy_env(policy_file: str | Path, env_config: EnvConfig) -> Path:
-    from drivevlm.atomic import write_atomic
-
-    text = yaml.safe_dump({"env": env_config.model_dump(mode="json")}, sort_keys=False)
-    return write_atomic(policy_env_path(policy_file), text)
-
-
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The resolved preset the trainer wrote to `run_dir/config.yaml`."""
     run_dir = Path(run_dir)
@@ -134,6 +127,35 @@ def load_exported_policy(path: str | Path) -> Any:
         return load_policy(path)
     except (FileNotFoundError, ValueError) as err:
         raise RunError(f"policy {path}: {err}") from err
+
+
+def export_driver(driver: Driver, path: str | Path, format: str = "onnx") -> Path:
+    """Write a run's policy as a VLM-free file with its observation spec, and the env it was trained in
+    beside it (`policy_env_path`), so that the file drives without its run."""
+    from drivevlm.atomic import write_atomic
+    from drivevlm.deploy.export import export_policy
+    from drivevlm.env import DriveEnv
+
+    if driver.policy is None:
+        raise RunError(f"export: {driver.source} is already an exported policy; export a run folder")
+    env = DriveEnv(driver.env_config)
+    try:
+        channels = env.mask_channels
+    finally:
+        env.close()
+    config = driver.env_config
+    written = export_policy(
+        driver.policy,
+        driver.policy.observation_space,
+        path,
+        format,
+        mask_channels=channels,
+        waypoint_count=config.route_waypoints,
+        state_units=config.state_units,
+    )
+    env_text = yaml.safe_dump({"env": config.model_dump(mode="json")}, sort_keys=False)
+    write_atomic(policy_env_path(written), env_text)
+    return written
 
 
 def check_policy_matches(policy: Any, env_config: EnvConfig) -> None:
