@@ -586,7 +586,7 @@ def write_report(
         title = f"DriveVLM benchmark: {methods}, {bench['seeds']} seed(s), {bench['steps']} steps"
     else:
         try:
-            load_run_config(folder)
+            run_config = load_run_config(folder)
         except RunError as err:
             raise RunError(
                 f"report: {folder} is neither a benchmark folder (benchmark.json) nor a run ({err})"
@@ -604,7 +604,7 @@ def write_report(
             tables["Training"] = ({folder.name: [training_metrics(episodes)]}, TABLE1_COLUMNS)
             curve = write_episode_curve(folder)
             images.append(plot_training_curves({folder.name: [curve]}, folder / "training_curves.png"))
-        progress = read_progress(folder, train_section(load_run_config(folder)).log_interval)
+        progress = read_progress(folder, train_section(run_config).log_interval)
         if progress:
             if not episodes:
                 images.append(plot_progress(progress, TRAINING_PANELS, folder / "training_progress.png"))

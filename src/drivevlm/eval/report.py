@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,6 +200,15 @@ def _binned(rows: Sequence[Mapping[str, float]], metric: str, edges: np.ndarray)
     return out
 
 
+def _save_png(fig: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
+
+
 def plot_training_curves(
     logs: Mapping[str, Sequence[str | Path]],
     path: str | Path,
@@ -243,10 +253,7 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(Path(path), buffer.getvalue())
+    return _save_png(fig, path)
 
 
 def read_progress(run_dir: str | Path, log_interval: int) -> list[dict[str, float]]:
@@ -292,10 +299,7 @@ def plot_progress(
         if len(columns) > 1:
             ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(Path(path), buffer.getvalue())
+    return _save_png(fig, path)
 
 
 _STYLE = (
