@@ -5,7 +5,8 @@ scenario for many seeds; every `stride`-th step becomes one reward request, scor
 very same frames. Ground truth comes from the world state: the nearest pedestrian or cyclist in or near the
 ego's path (ahead of it, at most `half_width_m` aside) sets the frame's distance band. Per preset, per
 scenario and pooled:
-- AUC of the risk score 1 - R_norm, frames with a person within `near_m` against frames with no risk ahead;
+- AUC of the risk score 1 - R_norm, frames with a person within 12 m (NEAR_BANDS) against frames with
+  none within 20 m;
 - mean v_des per distance band (0-6, 6-12, 12-20 m, none) and on clear road (nothing in the path);
 - the gate rate and the LVLM's most frequent answers per band.
 """

@@ -91,6 +91,17 @@ def box_pixels(table: np.ndarray, view: np.ndarray, scale: float, min_extent_m: 
     return np.stack([u, v], axis=2) * scale
 
 
+def points_in_view(
+    points: Sequence[tuple[float, float]], view: np.ndarray, size: int, margin: float, scale: float
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Which world `points` land within `margin` pixels of the image, and their (x, y) pixels times `scale`
+    (for OpenCV's fixed-point drawing)."""
+    pix = np.asarray(points, dtype=float) @ view[:, :2].T + view[:, 2]
+    inside = np.flatnonzero(((pix > -margin) & (pix < size + margin)).all(axis=1))
+    fixed = np.round(pix[inside] * scale).astype(np.int64)
+    return inside.tolist(), [(int(x), int(y)) for x, y in fixed]
+
+
 def visible(corners: np.ndarray, size: int, scale: float) -> np.ndarray:
     """Boolean (N,) of boxes whose pixel corners touch the image."""
     lo = corners.min(axis=1)

@@ -143,9 +143,7 @@ class BevMaskRenderer:
         stops = [light.position for light in state.traffic_lights if light.state in STOP_LIGHT_STATES]
         if not stops:
             return
-        pix = np.asarray(stops, dtype=float) @ view[:, :2].T + view[:, 2]
         radius = self._light_radius
-        inside = ((pix > -radius) & (pix < self.size + radius)).all(axis=1)
-        fixed = np.round(pix[inside] * _SCALE).astype(np.int64).tolist()
-        for x, y in fixed:
-            cv2.circle(channel, (x, y), round(radius * _SCALE), 255, -1, cv2.LINE_8, _SHIFT)
+        _, centres = _view.points_in_view(stops, view, self.size, radius, _SCALE)
+        for centre in centres:
+            cv2.circle(channel, centre, round(radius * _SCALE), 255, -1, cv2.LINE_8, _SHIFT)

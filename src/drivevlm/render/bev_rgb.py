@@ -96,12 +96,9 @@ class BevRgbRenderer:
         lights = [light for light in state.traffic_lights if light.state in palette.LIGHT_COLOURS]
         if not lights:
             return
-        where = np.array([light.position for light in lights], dtype=float) @ view[:, :2].T + view[:, 2]
         radius = self._light_radius
-        inside = ((where > -radius) & (where < self.size + radius)).all(axis=1)
-        fixed = np.round(where * _SCALE).astype(np.int64).tolist()
-        for i in np.flatnonzero(inside).tolist():
-            centre = (fixed[i][0], fixed[i][1])
+        shown, centres = _view.points_in_view([lt.position for lt in lights], view, self.size, radius, _SCALE)
+        for i, centre in zip(shown, centres, strict=True):
             colour = palette.LIGHT_COLOURS[lights[i].state]
             cv2.circle(image, centre, radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
             cv2.circle(image, centre, radius << _SHIFT, palette.LIGHT_HOUSING, 1, cv2.LINE_AA, _SHIFT)
