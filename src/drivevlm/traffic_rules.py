@@ -12,6 +12,8 @@ from drivevlm.sim.world import TrafficLight, WorldState
 
 # Half a lane: a stop line this far aside of the ego's centre line is in the ego's own lane.
 LANE_HALF_WIDTH_M = 1.6
+# Signal states that ask the ego to stop at the line (amber too, where stopping is still safe).
+STOP_STATES = ("r", "y")
 # A red stop line this close ahead of the front bumper is a reason to stand still.
 STOP_LINE_REACH_M = 15.0
 
@@ -30,7 +32,7 @@ def red_stop_line_ahead_m(state: WorldState, reach_m: float = STOP_LINE_REACH_M)
     (`inf` when none lies within `reach_m`)."""
     nearest = math.inf
     for light in state.traffic_lights:
-        if light.state not in ("r", "y"):
+        if light.state not in STOP_STATES:
             continue
         ahead, aside = _front_frame(state, light)
         if 0.0 <= ahead <= reach_m and abs(aside) <= LANE_HALF_WIDTH_M:

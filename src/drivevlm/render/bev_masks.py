@@ -16,12 +16,12 @@ import numpy as np
 from drivevlm.render import _view
 from drivevlm.render.static import DEFAULT_CACHE, StaticLayerCache
 from drivevlm.sim.world import Actor, WorldState
+from drivevlm.traffic_rules import STOP_STATES
 
 STATIC_CHANNELS = ("road", "lane_markings", "route")
 # Optional static channel: a disc on the stop line of every red or amber signal (CARLA-Roach draws its
 # lights the same way); without it a policy cannot tell a red light from a green one.
 STOP_LIGHT_CHANNEL = "stop_lights"
-STOP_LIGHT_STATES = ("r", "y")
 ACTOR_GROUPS = ("vehicles", "cyclists", "pedestrians")
 # Kind code (see _view.KIND_CODES) to the group index above: bicycles and motorcycles are both cyclists.
 _GROUP_OF_CODE = np.array([0, 1, 1, 2])
@@ -140,7 +140,7 @@ class BevMaskRenderer:
         cv2.polylines(channel, [fixed], False, 255, self._route_thickness, cv2.LINE_8, _SHIFT)
 
     def _draw_stop_lights(self, channel: np.ndarray, state: WorldState, view: np.ndarray) -> None:
-        stops = [light.position for light in state.traffic_lights if light.state in STOP_LIGHT_STATES]
+        stops = [light.position for light in state.traffic_lights if light.state in STOP_STATES]
         if not stops:
             return
         radius = self._light_radius
