@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from drivevlm.cli.quickstart import RECIPE
-from drivevlm.inspection.calibrate import load_preset
+from drivevlm.presets import load_preset
 from drivevlm.train.trainer import train
 
 

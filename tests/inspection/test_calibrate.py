@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from drivevlm.config import ConfigError
-from drivevlm.inspection.calibrate import load_preset, run_calibration, write_calibrated_config
-from drivevlm.presets import PRESETS_DIR
+from drivevlm.inspection.calibrate import run_calibration, write_calibrated_config
+from drivevlm.presets import PRESETS_DIR, load_preset
 from drivevlm.rewards.config import reward_sections
 from support.chat_server import ChatServer, Reply
 from support.tiny_presets import GOAL, server_lvlm, tiny_preset

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import ConfigError, EnvConfig
-from drivevlm.inspection.calibrate import load_preset
 from drivevlm.inspection.fidelity import (
     BANDS,
     POOLED,
@@ -24,6 +23,7 @@ from drivevlm.inspection.fidelity import (
     scripted_driver,
     summarise,
 )
+from drivevlm.presets import load_preset
 from drivevlm.rewards.build import build_reward
 from drivevlm.rewards.config import reward_sections
 from drivevlm.sim.world import Actor, ActorKind, EgoState, MapGeometry, Pose, Route, WorldState

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from drivevlm.cli import app
 from drivevlm.config import ConfigError
 from drivevlm.eval.experiments import DEFAULT_METHODS, job_config, preset_path
-from drivevlm.inspection.calibrate import load_preset
 from drivevlm.presets import (
     PRESETS_DIR,
+    load_preset,
     preset_names,
     preset_summary,
     read_recipe,

@@ -47,7 +47,7 @@ def quickstart(
     from drivevlm.eval.evaluate import evaluate_run
     from drivevlm.eval.experiments import write_report
     from drivevlm.eval.runs import export_driver, load_driver
-    from drivevlm.inspection.calibrate import load_preset
+    from drivevlm.presets import load_preset
     from drivevlm.train.trainer import train
 
     run_dir = out / "run"

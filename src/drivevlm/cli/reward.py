@@ -82,8 +82,9 @@ def reward_calibrate(
     as_json: JsonFlag = False,
 ) -> None:
     """Run the preset's models on scripted-driving frames; report R_static, R_dynamic and a suggested θ."""
-    from drivevlm.inspection.calibrate import load_preset, run_calibration, write_calibrated_config
+    from drivevlm.inspection.calibrate import run_calibration, write_calibrated_config
     from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS
+    from drivevlm.presets import load_preset
 
     data = load_preset(config, overrides or [])
     names = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios is not None else None
@@ -119,8 +120,8 @@ def reward_inspect(
     as_json: JsonFlag = False,
 ) -> None:
     """Drive one scripted episode; write per-step frames, detections, LVLM text and reward terms."""
-    from drivevlm.inspection.calibrate import load_preset
     from drivevlm.inspection.inspect import run_inspection
+    from drivevlm.presets import load_preset
 
     data = load_preset(config, overrides or [])
     result = run_inspection(data, scenario, out, steps=steps, seed=seed, every=every, batch=batch)
@@ -183,8 +184,8 @@ def reward_fidelity(
 ) -> None:
     """How well each preset's reward slows the car for people in its path, measured on the same frames."""
     from drivevlm.atomic import write_atomic
-    from drivevlm.inspection.calibrate import env_section, load_preset
     from drivevlm.inspection.fidelity import DEFAULT_SEED, FIDELITY_SCENARIOS, run_fidelity
+    from drivevlm.presets import env_section, load_preset
     from drivevlm.rewards.build import build_reward
     from drivevlm.rewards.config import reward_sections
 

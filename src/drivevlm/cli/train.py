@@ -95,7 +95,7 @@ def train_command(
     """Train a policy with the preset's reward (annotated asynchronously), logging and checkpointing."""
     import os
 
-    from drivevlm.inspection.calibrate import load_preset
+    from drivevlm.presets import load_preset
 
     overrides = [*(overrides or [])]
     overrides += [f"train.executor={executor}"] if executor is not None else []

@@ -17,28 +17,14 @@ import numpy as np
 import yaml
 
 from drivevlm.atomic import write_atomic
-from drivevlm.config import ConfigError, EnvConfig, build, read_yaml
+from drivevlm.config import ConfigError
 from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
-from drivevlm.presets import compose, resolve_preset
+from drivevlm.presets import env_section
 from drivevlm.rewards.build import ModelFactory, build_reward
 from drivevlm.rewards.config import reward_sections
 
 _PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 _PERCENTILE_KEYS = ("min", "p5", "p25", "p50", "p75", "p95", "max")
-
-
-def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A preset (shipped name or YAML path; None: the built-in defaults) with its recipe, if one is asked
-    for, and `--set a.b=value` applied."""
-    data = read_yaml(resolve_preset(config)) if config is not None else {}
-    return compose(data, list(overrides))
-
-
-def env_section(data: dict[str, Any]) -> EnvConfig:
-    env = {} if data.get("env") is None else data["env"]
-    if not isinstance(env, dict):
-        raise ConfigError("env: expected a mapping")
-    return build(EnvConfig, env, "env")  # type: ignore[no-any-return]
 
 
 def distribution(values: np.ndarray) -> dict[str, float | int]:

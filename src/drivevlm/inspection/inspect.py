@@ -21,10 +21,10 @@ import numpy as np
 
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError
-from drivevlm.inspection.calibrate import env_section
 from drivevlm.inspection.frames import SteppedRequest, drive_episode, scenario_env_config
 from drivevlm.models.base import Detection, Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.models.detectors.coco import canonical_class
+from drivevlm.presets import env_section
 from drivevlm.rewards.build import ModelFactory, RegistryModelFactory, build_reward
 from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, RewardConfig, reward_sections
 from drivevlm.rewards.signals import SIGNAL_FIELDS

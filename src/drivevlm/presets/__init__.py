@@ -10,10 +10,19 @@ file), under the other `--set` values. The composed config records it as `applie
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drivevlm.config import ConfigError, apply_overrides, parse_override, read_yaml, set_path
+from drivevlm.config import (
+    ConfigError,
+    EnvConfig,
+    apply_overrides,
+    build,
+    parse_override,
+    read_yaml,
+    set_path,
+)
 
 PRESETS_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PRESETS_DIR / "recipes"
@@ -91,3 +100,18 @@ def preset_summary(name: str) -> str:
     """The shipped preset's first comment line: what the method is and where it comes from."""
     first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[:1]
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+
+
+def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A preset (shipped name or YAML path; None: the built-in defaults) with its recipe, if one is asked
+    for, and `--set a.b=value` applied."""
+    data = read_yaml(resolve_preset(config)) if config is not None else {}
+    return compose(data, list(overrides))
+
+
+def env_section(data: dict[str, Any]) -> EnvConfig:
+    """The preset's `env` section, validated."""
+    env = {} if data.get("env") is None else data["env"]
+    if not isinstance(env, dict):
+        raise ConfigError("env: expected a mapping")
+    return build(EnvConfig, env, "env")  # type: ignore[no-any-return]
