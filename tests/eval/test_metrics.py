@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from drivevlm.eval import metrics as m
@@ -143,3 +144,12 @@ def test_empty_or_wrong_input_is_a_clear_error() -> None:
         m.testing_metrics([])
     with pytest.raises(TypeError, match=r"episodes\[0\]"):
         m.average_speed([{"speed_kmh": [1.0]}])  # type: ignore[list-item]
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=40).astype(float)
+    labels = rng.random(40) < 0.4
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in scores[labels] for n in scores[~labels]]
+    assert m.roc_auc(scores, labels) == pytest.approx(float(np.mean(pairs)))
+    assert math.isnan(m.roc_auc(scores, np.zeros(40, dtype=bool)))

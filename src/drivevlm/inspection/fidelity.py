@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from drivevlm.config import ConfigError, EnvConfig
+from drivevlm.eval.metrics import roc_auc
 from drivevlm.inspection.frames import check_scenarios, drive_episode, scenario_env_config
-from drivevlm.models.training.common import roc_auc
 from drivevlm.rewards.base import RewardFunction, RewardRequest
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.geometry import world_to_ego

@@ -20,8 +20,8 @@ import numpy as np
 
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, read_manifest
+from drivevlm.eval.metrics import roc_auc
 from drivevlm.models.detectors.tiny import CLASSES
-from drivevlm.models.training.common import roc_auc
 
 BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "bundled"
 CLIP_AUC_BAR = 0.9
