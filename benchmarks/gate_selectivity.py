@@ -7,7 +7,7 @@ of the ego's heading (the ego's lane and a margin; sidewalks lie farther out). P
 it opens on (overall and per scenario) and its recall of the ground-truth frames. Goal: the path-aware gate
 keeps at least 95 % of the class gate's recall while opening on at most a third as many frames.
 
-    python benchmarks/gate_selectivity.py [--frames-per-scenario 80] [--seed 100] [--json]
+    python benchmarks/gate_selectivity.py [--frames-per-scenario 80] [--seed 100] [--flip-test off] [--json]
 
 Choose gate settings on one seed and report another: the default seed (100) was not used to set the
 path-aware gate's defaults (seed 0 was).
@@ -76,6 +76,12 @@ def main() -> None:
         "--max-distance-m", type=float, default=None, help="path gate (default: GateConfig's)"
     )
     parser.add_argument("--ttc-s", type=float, default=None, help="path gate (default: GateConfig's)")
+    parser.add_argument(
+        "--flip-test",
+        choices=("model", "on", "off"),
+        default="model",
+        help="the detector's test-time flip (model: as its config.json says)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -90,7 +96,8 @@ def main() -> None:
     truth = np.array([t for _, _, t in samples])
 
     defaults = GateConfig()
-    detector = make_detector("tiny", "bundled")
+    flip = {"model": None, "on": True, "off": False}[args.flip_test]
+    detector = make_detector("tiny", "bundled", flip_test=flip)
     camera = GroundCamera(
         defaults.camera_hfov_deg,
         defaults.camera_height_m,
@@ -129,6 +136,7 @@ def main() -> None:
         "frames": len(samples),
         "seed": args.seed,
         "truth_rate": float(truth.mean()),
+        "detector_flip_test": detector.flip_test,
         "truth_range_m": args.truth_range_m,
         "truth_half_width_m": args.truth_half_width_m,
         "path_gate": {

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from drivevlm.config import ConfigError, EnvConfig, build, read_yaml
+from drivevlm.models.detectors.tiny import TinyDetector
 from drivevlm.presets import PRESETS_DIR
-from drivevlm.rewards.build import InjectedModels, build_reward
-from drivevlm.rewards.config import ModelsConfig, RewardConfig, reward_sections
+from drivevlm.rewards.build import InjectedModels, RegistryModelFactory, build_reward
+from drivevlm.rewards.config import DetectorConfig, ModelsConfig, RewardConfig, reward_sections
 from drivevlm.rewards.registry import preset_names
 
 PRESET_FILES = sorted(PRESETS_DIR.glob("*.yaml"))
@@ -88,3 +89,13 @@ def test_detector_floor_above_gate_threshold_is_rejected() -> None:
         ConfigError, match=r"models.detector.threshold \(0.5\) is above reward.gate.threshold"
     ):
         build_reward(RewardConfig(preset="tirl"), models, InjectedModels())
+
+
+def test_detector_options_reach_the_backend_and_unknown_ones_name_the_field() -> None:
+    factory = RegistryModelFactory()
+    options = {"flip_test": False, "batch_size": 8}
+    detector = factory.make_detector(DetectorConfig(backend="tiny", model="bundled", options=options))
+    assert detector.flip_test is False and detector.batch_size == 8  # type: ignore[attr-defined]
+    assert TinyDetector("bundled").flip_test is True  # the model's own default is untouched
+    with pytest.raises(ConfigError, match=r"models.detector.options: the 'tiny' detector refused \['flip'\]"):
+        factory.make_detector(DetectorConfig(backend="tiny", model="bundled", options={"flip": False}))

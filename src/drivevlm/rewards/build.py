@@ -63,7 +63,17 @@ class RegistryModelFactory:
         return self._registry().make_encoder(cfg.backend, cfg.model, cfg.device, **options)
 
     def make_detector(self, cfg: DetectorConfig) -> Detector:
-        return self._registry().make_detector(cfg.backend, cfg.model, cfg.device, threshold=cfg.threshold)
+        try:
+            return self._registry().make_detector(
+                cfg.backend, cfg.model, cfg.device, threshold=cfg.threshold, **cfg.options
+            )
+        except TypeError as error:
+            if not cfg.options:
+                raise
+            raise ConfigError(
+                f"models.detector.options: the {cfg.backend!r} detector refused"
+                f" {sorted(cfg.options)}: {error}"
+            ) from error
 
     def make_vlm(self, cfg: LVLMConfig) -> VisionLanguageModel:
         device = cfg.device if cfg.backend == "qwen3vl" else "cpu"

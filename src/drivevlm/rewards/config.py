@@ -147,6 +147,9 @@ class DetectorConfig(Section):
     device: str = "cpu"
     # The detector's own floor; must not exceed reward.gate.threshold or the gate never sees those detections.
     threshold: float = Field(0.25, ge=0.0, le=1.0)
+    # Further keyword arguments of the backend, e.g. the bundled tiny detector's
+    # {flip_test: false, batch_size: 8}; a name the backend does not take is an error naming it.
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class LVLMConfig(Section):
