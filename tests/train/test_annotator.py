@@ -161,26 +161,3 @@ def test_linger_must_be_a_finite_non_negative_time() -> None:
     for bad in (-0.1, float("nan")):
         with pytest.raises(ConfigError, match="linger_s"):
             build(AnnotatorConfig, {"linger_s": bad}, "train.annotator")
-
-
-def test_annotator_threads_get_their_own_torch_pool_and_the_learner_keeps_its_own() -> None:
-    torch = pytest.importorskip("torch")
-
-    seen: list[int] = []
-
-    class ThreadCounting(SignalsReward):
-        def __call__(self, requests):  # type: ignore[no-untyped-def]
-            seen.append(torch.get_num_threads())
-            return super().__call__(requests)
-
-    learner_threads = torch.get_num_threads()
-    reward = ThreadCounting()
-    pending, sink, annotator = _setup(reward, batch_size=4, linger_s=0.0, torch_threads=1)
-    annotator.start()
-    try:
-        pending.put([PendingTransition(i, r, 0.0) for i, r in enumerate(_requests(8))])
-        assert pending.wait_empty(timeout=10)
-    finally:
-        annotator.close()
-    assert seen and set(seen) == {1} and len(sink.rewards) == 8
-    assert torch.get_num_threads() == learner_threads

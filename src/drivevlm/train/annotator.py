@@ -130,10 +130,6 @@ class Annotator:
         return any(t.is_alive() for t in self._threads)
 
     def _loop(self) -> None:
-        if self.config.torch_threads is not None:
-            import torch  # only where asked: a reward function need not use torch
-
-            torch.set_num_threads(self.config.torch_threads)  # this thread's own pool, not the learner's
         while not self._stop.is_set() and not self.pending.closed:
             batch = self.pending.take(self.config.batch_size, timeout=0.1)
             if batch:

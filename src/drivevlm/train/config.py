@@ -99,9 +99,6 @@ class AnnotatorConfig(Section):
     linger_s: float = Field(0.2, ge=0, allow_inf_nan=False)
     # Threads pulling batches; the reward function does its own LVLM concurrency, so 1 is usually enough.
     workers: int = Field(1, ge=1, le=64)
-    # Intra-op threads of torch inside each annotator thread (null: torch's own count). Beside a learner
-    # that already uses every core, more only makes the two wait on each other.
-    torch_threads: int | None = Field(None, ge=1)
     # A failing batch is retried this many times, waiting backoff_s·2^k, then falls back.
     max_retries: int = Field(2, ge=0)
     backoff_s: float = Field(0.5, ge=0)
