@@ -8,9 +8,9 @@ import pytest
 
 from drivevlm.config import ConfigError, EnvConfig
 from drivevlm.env import ENV_ID, DriveEnv
-from drivevlm.rewards.base import VehicleSignals
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.traffic_rules import red_stop_line_ahead_m
+from drivevlm.vehicle_signals import VehicleSignals
 
 
 @pytest.fixture

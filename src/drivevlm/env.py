@@ -20,13 +20,13 @@ import numpy as np
 from drivevlm import ENV_ID as ENV_ID
 from drivevlm.config import EnvConfig, build
 from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
-from drivevlm.rewards.base import VehicleSignals
 from drivevlm.rewards.synthesis import ShapingParams, final_reward, shaping_terms
 from drivevlm.route_tracking import RouteProgress, RouteTracker
 from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
 from drivevlm.sim.world import Actor, Control, WorldState
 from drivevlm.traffic_rules import RedLightMonitor, red_stop_line_ahead_m
+from drivevlm.vehicle_signals import VehicleSignals
 
 STABILITY_WINDOW = 30
 PROVISIONAL_COLLISION_PENALTY = -10.0

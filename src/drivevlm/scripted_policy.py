@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from drivevlm.rewards.base import VehicleSignals
+from drivevlm.vehicle_signals import VehicleSignals
 
 
 class RouteFollower:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from fakes import PixelEncoder, frame
 
-from drivevlm.rewards.base import RewardFunction, RewardRequest, VehicleSignals
+from drivevlm.rewards.base import RewardFunction, RewardRequest
 from drivevlm.rewards.baselines import ClipBaselineReward, vlm_rm_projection, vlm_rm_score
 from drivevlm.rewards.build import InjectedModels, build_reward
 from drivevlm.rewards.config import RewardConfig
 from drivevlm.rewards.registry import get_preset, preset_names, register_preset
+from drivevlm.vehicle_signals import VehicleSignals
 
 BASE = VehicleSignals(
     speed_kmh=18.0,

@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from drivevlm.rewards.base import RewardRequest, VehicleSignals
+from drivevlm.rewards.base import RewardRequest
 from drivevlm.rewards.build import InjectedModels, build_reward
 from drivevlm.rewards.config import RewardConfig
 from drivevlm.rewards.oracle import OracleReward
 from drivevlm.rewards.semantic import SynthesisParams
+from drivevlm.vehicle_signals import VehicleSignals
 
 BASE = VehicleSignals(
     speed_kmh=10.0,

@@ -12,10 +12,11 @@ from test_pathways import GOAL, TEXTS
 
 from drivevlm.models.detectors.coco import COCO_CLASSES
 from drivevlm.models.lvlm.openai_server import OpenAIChatVLM
-from drivevlm.rewards.base import RewardFunction, RewardRequest, VehicleSignals
+from drivevlm.rewards.base import RewardFunction, RewardRequest
 from drivevlm.rewards.build import InjectedModels, build_reward
 from drivevlm.rewards.config import ModelsConfig, RewardConfig
 from drivevlm.rewards.semantic import SemanticReward, calibrate
+from drivevlm.vehicle_signals import VehicleSignals
 from support.chat_server import ChatServer, Reply
 
 SIGNALS = VehicleSignals(

@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from drivevlm.rewards.base import VehicleSignals
+from drivevlm.vehicle_signals import VehicleSignals
 
 
 class ToyDriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):

@@ -3,8 +3,7 @@
 `--config` takes a preset name (`drivevlm_rl`, `real_models/drivevlm_rl`) or the path of any YAML file.
 
 A recipe (`recipes/<name>.yaml`) is how to train, not what to learn: `env` and `train` values for a budget
-or a machine, and how the reward's models run (`models.<model>.device`, `batch_size`, `options`; never
-which model), applied over any method preset with `--set recipe=<name>` (or a `recipe:` key in a YAML
+or a machine, applied over any method preset with `--set recipe=<name>` (or a `recipe:` key in a YAML
 file), under the other `--set` values. The composed config records it as `applied_recipe`.
 """
 
@@ -27,9 +26,7 @@ from drivevlm.config import (
 
 PRESETS_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PRESETS_DIR / "recipes"
-RECIPE_SECTIONS = ("env", "train", "models")
-# What a recipe may set of each model: how it runs, never which model or what it scores.
-RECIPE_MODEL_FIELDS = ("device", "batch_size", "options")
+RECIPE_SECTIONS = ("env", "train")
 
 
 def preset_names() -> list[str]:
@@ -46,7 +43,7 @@ def recipe_names() -> list[str]:
 
 
 def read_recipe(value: str | Path) -> dict[str, Any]:
-    """A shipped recipe by name or a recipe YAML file; only `env`, `train` and how models run are allowed."""
+    """A shipped recipe by name or a recipe YAML file; only `env` and `train` sections are allowed."""
     path = Path(value)
     if not path.is_file():
         path = RECIPES_DIR / f"{path.as_posix().removesuffix('.yaml')}.yaml"
@@ -58,16 +55,8 @@ def read_recipe(value: str | Path) -> dict[str, Any]:
     extra = sorted(set(data) - set(RECIPE_SECTIONS))
     if extra:
         raise ConfigError(
-            f"recipe {str(value)!r}: only {', '.join(RECIPE_SECTIONS)} sections allowed, got {extra}"
+            f"recipe {str(value)!r}: only {' and '.join(RECIPE_SECTIONS)} sections allowed, got {extra}"
         )
-    models = data.get("models") or {}
-    for model, fields in models.items() if isinstance(models, dict) else [("", models)]:
-        other = sorted(set(fields) - set(RECIPE_MODEL_FIELDS)) if isinstance(fields, dict) else [fields]
-        if other:
-            raise ConfigError(
-                f"recipe {str(value)!r}: models.{model} may only set {', '.join(RECIPE_MODEL_FIELDS)}"
-                f" (how the model runs, not which), got {other}"
-            )
     return data
 
 

@@ -7,7 +7,8 @@ from dataclasses import fields
 
 import numpy as np
 
-from drivevlm.rewards.base import RewardRequest, VehicleSignals
+from drivevlm.rewards.base import RewardRequest
+from drivevlm.vehicle_signals import VehicleSignals
 
 SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(VehicleSignals))
 
