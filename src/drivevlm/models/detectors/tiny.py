@@ -169,8 +169,9 @@ def fuse_batch_norms(net: nn.Module) -> None:
 class TinyDetector:
     """`make_detector("tiny", "bundled", threshold=0.3)`: the bundled CenterNet-style detector.
 
-    `threshold` and `flip_test` (average each frame with its mirror: fewer false boxes, twice the
-    compute) default to the model's config.json.
+    `threshold` and `flip_test` (average each frame with its mirror: fewer false boxes, two to three times
+    the compute) default to the model's config.json. Frames go through in batches of 8: larger batches
+    cost more per frame on a CPU (2 threads, no flip: 6.2 ms a frame in 8s, 10.4 ms in 32s).
     """
 
     def __init__(
@@ -179,7 +180,7 @@ class TinyDetector:
         device: str = "cpu",
         threshold: float | None = None,
         max_detections: int = 50,
-        batch_size: int = 32,
+        batch_size: int = 8,
         flip_test: bool | None = None,
     ) -> None:
         folder = resolve_detector_dir(model)
