@@ -41,17 +41,17 @@ class LatencyReward:
 
 
 def _records(requests: Sequence[Any], first_id: int = 0) -> list[Any]:
-    from drivevlm.train.buffer import PendingTransition
+    from drivevlm.annotation.queue import PendingTransition
 
     return [PendingTransition(first_id + i, request, 0.0) for i, request in enumerate(requests)]
 
 
 def annotate_all(reward_fn: Any, requests: Sequence[Any], actors: int, batch: int, in_flight: int) -> float:
     """Annotations/s of `actors` annotator actors over `requests` (actor start-up not counted)."""
+    from drivevlm.annotation.config import AnnotatorConfig
+    from drivevlm.annotation.queue import PendingRewards
     from drivevlm.distributed.config import RayConfig
     from drivevlm.distributed.ray_annotator import RayAnnotator
-    from drivevlm.train.buffer import PendingRewards
-    from drivevlm.train.config import AnnotatorConfig
 
     pending = PendingRewards(limit=len(requests) + 1)
     written: list[int] = []
@@ -76,11 +76,11 @@ def env_steps(runners: int, steps: int) -> tuple[float, list[Any]]:
     """Env steps/s of `runners` SUMO runner actors (random actions); returns the steps' reward requests."""
     import numpy as np
 
+    from drivevlm.annotation.windows import RequestBuilder
     from drivevlm.config import EnvConfig
     from drivevlm.distributed.config import RayConfig
     from drivevlm.distributed.ray_envs import RayVecEnv
     from drivevlm.train.trainer import _default_env_factory, _MonitoredFactory
-    from drivevlm.train.windows import RequestBuilder
 
     factory = _default_env_factory(EnvConfig(density="empty", seed=11), False, 0)
     cfg = RayConfig(runner={"num_cpus": 0.5})

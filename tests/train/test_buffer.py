@@ -7,10 +7,10 @@ import weakref
 
 import numpy as np
 import pytest
-from toy_env import ToyDriveEnv
 
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.train.buffer import NoAnnotatedTransitionsError, PendingRewardReplayBuffer
+from support.toy_env import ToyDriveEnv
 
 ENV = ToyDriveEnv(size=16)
 

@@ -7,11 +7,11 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
-from toy_env import ToyDriveEnv
 
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
+from support.toy_env import ToyDriveEnv
 
 
 class _Recorder(Logger):

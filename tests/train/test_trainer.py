@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from rewards_for_tests import SignalsReward
-from toy_env import ToyDriveEnv
 
 from drivevlm.train.trainer import train
+from support.rewards_for_tests import SignalsReward
+from support.toy_env import ToyDriveEnv
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/, where support/ lives
 SMALL_POLICY = {"cnn_channels": [8, 16], "cnn_kernels": [5, 3], "cnn_strides": [4, 2], "bev_features": 32}
 
 
@@ -119,8 +119,8 @@ def test_reward_failures_never_stop_training(tmp_path: Path) -> None:
 _KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
-from rewards_for_tests import SignalsReward
-from toy_env import ToyDriveEnv
+from support.rewards_for_tests import SignalsReward
+from support.toy_env import ToyDriveEnv
 from drivevlm.train.trainer import train
 train({config!r}, {run!r}, reward_fn=SignalsReward(), env_factory=lambda r: ToyDriveEnv(render_frames=True))
 """

@@ -11,11 +11,11 @@ from typing import Any
 
 import gymnasium as gym
 
+from drivevlm.annotation.config import AnnotatorConfig
+from drivevlm.annotation.queue import PendingRewards
 from drivevlm.distributed.cluster import connect, disconnect
 from drivevlm.distributed.config import RayConfig
 from drivevlm.rewards.base import RewardFunction
-from drivevlm.train.buffer import PendingRewards
-from drivevlm.train.config import AnnotatorConfig
 
 
 def make_ray_vec_env(thunks: Sequence[Callable[[], gym.Env]], ray_config: RayConfig) -> Any:

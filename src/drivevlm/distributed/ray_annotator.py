@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivevlm.annotation.annotator import Annotator, check_terms, reward_counters
+from drivevlm.annotation.config import AnnotatorConfig
+from drivevlm.annotation.queue import PendingRewards, PendingTransition
 from drivevlm.distributed.cluster import import_ray
 from drivevlm.distributed.config import RayConfig
 from drivevlm.rewards.base import RewardFunction, RewardRequest, RewardTerms
-from drivevlm.train.annotator import Annotator, check_terms, reward_counters
-from drivevlm.train.buffer import PendingRewards, PendingTransition
-from drivevlm.train.config import AnnotatorConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.config import ConfigError, EnvConfig, build
 from drivevlm.env import DriveEnv
 from drivevlm.rewards.base import RewardRequest
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.scenarios import SCENARIOS, check_choice
 from drivevlm.sim.world import WorldState
-from drivevlm.train.windows import RequestBuilder
 
 # Scenarios sampled by default: every vulnerable-road-user kind (so the gate opens) plus plain car following.
 DEFAULT_SAMPLE_SCENARIOS: tuple[str, ...] = (

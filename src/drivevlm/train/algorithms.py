@@ -25,16 +25,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from drivevlm.annotation.annotator import Annotator
+from drivevlm.annotation.queue import AnnotatorStalledError, PendingRewards, PendingTransition
+from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.rewards.base import RewardTerms
-from drivevlm.train.annotator import Annotator
-from drivevlm.train.buffer import (
-    AnnotatorStalledError,
-    PendingRewardReplayBuffer,
-    PendingRewards,
-    PendingTransition,
-)
+from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
-from drivevlm.train.windows import RequestBuilder
 
 
 def quadratic_schedule(initial: float, final: float) -> Callable[[float], float]:

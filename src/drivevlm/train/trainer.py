@@ -28,18 +28,19 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from drivevlm.annotation.annotator import Annotator
+from drivevlm.annotation.queue import PendingRewards
+from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig, build
 from drivevlm.rewards.base import RewardFunction
 from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
-from drivevlm.train.annotator import Annotator
-from drivevlm.train.buffer import PendingRewardReplayBuffer, PendingRewards
+from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.config import TrainConfig, train_section
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy
 from drivevlm.train.vec import RestartingSubprocVecEnv
-from drivevlm.train.windows import RequestBuilder
 
 EnvFactory = Callable[[int], gym.Env]
 ProgressHook = Callable[[dict[str, Any]], None]

@@ -4,14 +4,14 @@ import time
 
 import numpy as np
 import pytest
-from rewards_for_tests import SignalsReward
-from toy_env import ToyDriveEnv
 
+from drivevlm.annotation.annotator import Annotator
+from drivevlm.annotation.config import AnnotatorConfig
+from drivevlm.annotation.queue import PendingRewards, PendingTransition
+from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.rewards.base import RewardRequest
-from drivevlm.train.annotator import Annotator
-from drivevlm.train.buffer import PendingRewards, PendingTransition
-from drivevlm.train.config import AnnotatorConfig
-from drivevlm.train.windows import RequestBuilder
+from support.rewards_for_tests import SignalsReward
+from support.toy_env import ToyDriveEnv
 
 
 def _requests(n: int) -> list[RewardRequest]:

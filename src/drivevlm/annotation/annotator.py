@@ -19,9 +19,9 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from drivevlm.annotation.config import AnnotatorConfig
+from drivevlm.annotation.queue import PendingRewards, PendingTransition
 from drivevlm.rewards.base import RewardFunction, RewardRequest, RewardTerms
-from drivevlm.train.buffer import PendingRewards, PendingTransition
-from drivevlm.train.config import AnnotatorConfig
 
 log = logging.getLogger(__name__)
 
