@@ -58,7 +58,7 @@ def test_real_model_configs_validate_and_name_real_weights(path: Path) -> None:
 def test_bundled_name_reaches_the_in_process_qwen3vl_backend() -> None:
     vlm = make_vlm("qwen3vl", "bundled", max_new_tokens=24)
     frames = [np.full((128, 128, 3), 90 + 20 * i, dtype=np.uint8) for i in range(4)]
-    from drivevlm.models.training.train_tiny_vlm import dynamic_prompt
+    from drivevlm.model_training.train_tiny_vlm import dynamic_prompt
 
     answer = vlm.generate(frames, dynamic_prompt(4))
     assert isinstance(answer, str) and answer.strip()

@@ -104,8 +104,8 @@ def test_targets_and_decoding_agree_on_box_positions(stride: int) -> None:
     """A box turned into training targets and decoded back comes out where it went in, at either stride."""
     import torch
 
+    from drivevlm.model_training.train_detector import targets
     from drivevlm.models.detectors.tiny import decode
-    from drivevlm.models.training.train_detector import targets
 
     box = (21.0, 30.0, 24.0, 39.0)  # a far pedestrian: 3 x 9 px
     record = {"boxes": [{"label": "person", "box": list(box), "visible": 1.0, "distance_m": 25.0}]}

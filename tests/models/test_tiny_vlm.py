@@ -18,11 +18,7 @@ pytest.importorskip("transformers")
 
 from drivevlm.data.risk import RISK_CATEGORIES, category_of_description
 from drivevlm.data.vlm_windows import VlmWindows, generate_windows, held_out_windows
-from drivevlm.models.lvlm.parsing import DEFAULT_MAX_WORDS, parse_goal
-from drivevlm.models.lvlm.prompts import load_prompt
-from drivevlm.models.lvlm.qwen3vl import Qwen3VLModel, qwen_chat_text
-from drivevlm.models.registry import make_vlm
-from drivevlm.models.training.train_tiny_vlm import (
+from drivevlm.model_training.train_tiny_vlm import (
     BUNDLED_DIR,
     PROMPT_VERSION,
     QWEN_SPECIAL_TOKENS,
@@ -34,6 +30,10 @@ from drivevlm.models.training.train_tiny_vlm import (
     saved_frame_size,
     train_tiny_vlm,
 )
+from drivevlm.models.lvlm.parsing import DEFAULT_MAX_WORDS, parse_goal
+from drivevlm.models.lvlm.prompts import load_prompt
+from drivevlm.models.lvlm.qwen3vl import Qwen3VLModel, qwen_chat_text
+from drivevlm.models.registry import make_vlm
 from drivevlm.rewards.dynamic import DEFAULT_PROMPT_VERSION
 
 # The sample size and seed of the held-out measurement reported in the model card.
@@ -118,7 +118,7 @@ def test_training_continues_from_a_saved_model_with_mirrored_windows(
 def test_module_command_trains_at_the_chosen_frame_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from drivevlm.models.training.train_tiny_vlm import main
+    from drivevlm.model_training.train_tiny_vlm import main
 
     windows = tmp_path / "windows.npz"
     args = ["--out", str(tmp_path / "m"), "--steps", "1", "--train-windows", "4", "--frame-size", "64"]
@@ -239,7 +239,7 @@ def test_shipped_model_is_small_and_documented() -> None:
     size = sum(p.stat().st_size for p in BUNDLED_DIR.iterdir() if p.is_file())
     assert size < 10 * 2**20
     card = (BUNDLED_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "python -m drivevlm.models.training.train_tiny_vlm" in card and "held-out" in card.lower()
+    assert "python -m drivevlm.model_training.train_tiny_vlm" in card and "held-out" in card.lower()
 
 
 def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from drivevlm.models.training.train_tiny_vlm import CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
+from drivevlm.model_training.train_tiny_vlm import CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
 
 
 def _byte_level_vocab() -> list[str]:

@@ -123,9 +123,9 @@ def train(
 
     The shipped detector (four stages) and small VLM need the flags their MODEL_CARD.md lists.
     """
-    from drivevlm.models.training.evaluate import train_models
-    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig
-    from drivevlm.models.training.train_detector import DetectorTrainConfig
+    from drivevlm.model_training.evaluate import train_models
+    from drivevlm.model_training.train_aligned_clip import ClipTrainConfig
+    from drivevlm.model_training.train_detector import DetectorTrainConfig
 
     names = parse_models(models)
     summary: dict[str, Any] = {"out": str(out)}
@@ -160,7 +160,7 @@ def train(
         )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import LABEL_KINDS
-        from drivevlm.models.training.train_tiny_vlm import TinyVlmShape, train_tiny_vlm
+        from drivevlm.model_training.train_tiny_vlm import TinyVlmShape, train_tiny_vlm
 
         if (vlm_steps is None) == (vlm_minutes is None):
             fail("--vlm-steps", "give exactly one of --vlm-steps, --vlm-minutes")
@@ -221,7 +221,7 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-measure held-out quality against the issue's bars (unseen towns and seeds)."""
-    from drivevlm.models.training import evaluate as measures
+    from drivevlm.model_training import evaluate as measures
 
     names = parse_models(models)
     if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
@@ -261,7 +261,7 @@ def evaluate(
                 )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import held_out_windows
-        from drivevlm.models.training.train_tiny_vlm import evaluate_tiny_vlm, saved_frame_size
+        from drivevlm.model_training.train_tiny_vlm import evaluate_tiny_vlm, saved_frame_size
 
         folder = base / MODEL_NAMES["vlm"]
         windows = held_out_windows(vlm_windows, seed=seed, frame_size=saved_frame_size(folder))

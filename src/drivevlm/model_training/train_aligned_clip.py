@@ -21,8 +21,8 @@ import torch
 from torch.nn import functional
 
 from drivevlm.data.dataset import FrameSet, load_split
+from drivevlm.model_training.common import save_weights, set_seed_and_threads
 from drivevlm.models.clip.aligned import TEXT_DIM, ImageTower, MiniLMTextEncoder, images_to_tensor
-from drivevlm.models.training.common import save_weights, set_seed_and_threads
 
 # The paper's static goals come first; the rest are paraphrases in the same style.
 SAFE_GOALS = (

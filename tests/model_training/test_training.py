@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from drivevlm.data.generate import generate_dataset
+from drivevlm.model_training.evaluate import evaluate_models, train_models
+from drivevlm.model_training.train_detector import export_yolo
 from drivevlm.models.clip.aligned import AlignedClipEncoder
 from drivevlm.models.detectors.tiny import TinyDetector
-from drivevlm.models.training.evaluate import evaluate_models, train_models
-from drivevlm.models.training.train_detector import export_yolo
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,8 @@ def test_shipped_detector_runs_at_the_presets_gate_threshold() -> None:
 def test_detector_warm_start_balanced_sampling_and_validation_threshold(
     tiny_data: Path, tmp_path: Path
 ) -> None:
-    from drivevlm.models.training.evaluate import THRESHOLD_GRID
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.model_training.evaluate import THRESHOLD_GRID
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
 
     train_detector(tiny_data, tmp_path / "a", DetectorTrainConfig(epochs=1, limit=None, threads=1), log=print)
     config = DetectorTrainConfig(
@@ -149,7 +149,7 @@ def test_detector_warm_start_balanced_sampling_and_validation_threshold(
 def test_a_pinned_detector_threshold_is_shipped_beside_the_validation_choice(
     tiny_data: Path, tmp_path: Path
 ) -> None:
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
 
     config = DetectorTrainConfig(epochs=1, limit=None, val_every=2, pin_threshold=0.27, threads=1)
     said: list[str] = []
@@ -161,7 +161,7 @@ def test_a_pinned_detector_threshold_is_shipped_beside_the_validation_choice(
 
 
 def test_detector_at_stride_two_starts_from_a_stride_four_backbone(tiny_data: Path, tmp_path: Path) -> None:
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
 
     train_detector(tiny_data, tmp_path / "a", DetectorTrainConfig(epochs=1, limit=None, threads=1), log=print)
     said: list[str] = []
@@ -188,22 +188,22 @@ def test_detector_at_stride_two_starts_from_a_stride_four_backbone(tiny_data: Pa
 def test_detector_training_rejects_bad_options(
     tiny_data: Path, tmp_path: Path, changes: dict[str, Any], message: str
 ) -> None:
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
 
     with pytest.raises(ValueError, match=message):
         train_detector(tiny_data, tmp_path, DetectorTrainConfig(epochs=1, **changes))
 
 
 def test_detector_warm_start_from_a_missing_folder_names_it(tiny_data: Path, tmp_path: Path) -> None:
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
     from drivevlm.models.base import ModelNotFoundError
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
 
     with pytest.raises(ModelNotFoundError, match="nowhere"):
         train_detector(tiny_data, tmp_path, DetectorTrainConfig(epochs=1, init=str(tmp_path / "nowhere")))
 
 
 def test_clip_hard_negatives_shift_and_warm_start(tiny_data: Path, tmp_path: Path) -> None:
-    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
+    from drivevlm.model_training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
 
     base = ClipTrainConfig(epochs=1, limit=None, batch_size=16, threads=1)
     train_aligned_clip(tiny_data, tmp_path / "a", base, log=print)

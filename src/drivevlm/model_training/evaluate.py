@@ -22,8 +22,9 @@ from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, read_manifest
 from drivevlm.eval.metrics import roc_auc
 from drivevlm.models.detectors.tiny import CLASSES
+from drivevlm.models.registry import BUNDLED_VLM_DIR
 
-BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "bundled"
+BUNDLED_ROOT = BUNDLED_VLM_DIR.parent  # drivevlm/models/bundled
 CLIP_AUC_BAR = 0.9
 VRU_RECALL_BAR = 0.9
 PRECISION_BAR = 0.8
@@ -42,13 +43,13 @@ def is_clear_road(record: dict[str, Any]) -> bool:
 def evaluate_aligned_clip(
     data_dir: str | Path, model: str | Path = "bundled", split: str = "heldout", limit: int | None = None
 ) -> dict[str, Any]:
-    from drivevlm.models.clip.aligned import AlignedClipEncoder
-    from drivevlm.models.training.train_aligned_clip import (
+    from drivevlm.model_training.train_aligned_clip import (
         NEGATIVE_GOAL,
         POSITIVE_GOAL,
         SAFE_GOALS,
         UNSAFE_GOALS,
     )
+    from drivevlm.models.clip.aligned import AlignedClipEncoder
 
     encoder = AlignedClipEncoder(model)
     goals = encoder.encode_texts([POSITIVE_GOAL, NEGATIVE_GOAL])
@@ -265,8 +266,8 @@ def train_models(
     seed, threads and the epoch counts given here still apply on top.
     """
     from drivevlm.data.generate import generate_dataset
-    from drivevlm.models.training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
-    from drivevlm.models.training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.model_training.train_aligned_clip import ClipTrainConfig, train_aligned_clip
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
 
     unknown = set(models) - {"aligned_clip", "tiny_detector"}
     if unknown:

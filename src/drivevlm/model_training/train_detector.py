@@ -23,8 +23,8 @@ from torch.nn import functional
 from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
+from drivevlm.model_training.common import save_weights, set_seed_and_threads, write_json
 from drivevlm.models.detectors.tiny import CLASSES, TinyCenterNet
-from drivevlm.models.training.common import save_weights, set_seed_and_threads, write_json
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ def train_detector(
     }
     save_weights(Path(out_dir), net.state_dict(), model_config)
     if held_back:
-        from drivevlm.models.training.evaluate import choose_threshold
+        from drivevlm.model_training.evaluate import choose_threshold
 
         chosen = choose_threshold(data_dir, out_dir, held_back)
         if cfg.pin_threshold is None:

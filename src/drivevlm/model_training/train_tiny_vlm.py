@@ -6,7 +6,7 @@ serves real Qwen3-VL weights (`drivevlm.models.lvlm.qwen3vl.Qwen3VLModel`) serve
 It is trained with the dynamic pathway's exact prompt and answers with a short risk description.
 
 Reproduce the bundled model:
-    python -m drivevlm.models.training.train_tiny_vlm --out src/drivevlm/models/bundled/tiny_qwen3vl \
+    python -m drivevlm.model_training.train_tiny_vlm --out src/drivevlm/models/bundled/tiny_qwen3vl \
         --minutes 25 --seed 0
 """
 
@@ -36,9 +36,10 @@ from drivevlm.data.vlm_windows import (
 )
 from drivevlm.models.lvlm.parsing import DEFAULT_MAX_WORDS, parse_goal
 from drivevlm.models.lvlm.prompts import load_prompt
+from drivevlm.models.registry import BUNDLED_VLM_DIR
 
 PROMPT_VERSION = "dynamic_goal_v1"
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled" / "tiny_qwen3vl"
+BUNDLED_DIR = BUNDLED_VLM_DIR
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
