@@ -46,7 +46,7 @@ VLMS: dict[str, BackendEntry] = {
     "qwen3vl": BackendEntry("drivevlm.models.lvlm.qwen3vl:Qwen3VLModel", "hf"),
     "openai": BackendEntry("drivevlm.models.lvlm.openai_server:OpenAIChatVLM", "server", takes_device=False),
     "openai_pool": BackendEntry(
-        "drivevlm.distributed.endpoints:EndpointPoolVLM", "server", takes_device=False
+        "drivevlm.models.lvlm.endpoints:EndpointPoolVLM", "server", takes_device=False
     ),
 }
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from drivevlm.distributed.endpoints import EndpointPoolVLM
+from drivevlm.models.lvlm.endpoints import EndpointPoolVLM
 from drivevlm.models.lvlm.openai_server import LVLMRequestError
 from support.chat_server import ChatServer, Reply, unused_port
 
@@ -111,7 +111,7 @@ def test_bad_arguments_name_the_field() -> None:
 
 def test_pool_is_selectable_from_a_preset() -> None:
     from drivevlm.config import build
-    from drivevlm.distributed.endpoints import EndpointPoolVLM
+    from drivevlm.models.lvlm.endpoints import EndpointPoolVLM
     from drivevlm.rewards.build import RegistryModelFactory
     from drivevlm.rewards.config import LVLMConfig
 
