@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import ConfigError
-from drivevlm.eval.experiments import DEFAULT_METHODS, job_config, preset_path
+from drivevlm.eval.jobs import DEFAULT_METHODS, job_config, preset_path
 from drivevlm.presets import (
     PRESETS_DIR,
     load_preset,

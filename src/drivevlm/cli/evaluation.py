@@ -190,7 +190,7 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """Write one HTML page: the metrics tables, the training curves and a few episode videos."""
-    from drivevlm.eval.experiments import write_report
+    from drivevlm.eval.report import write_report
 
     written = write_report(folder, out, videos, video_steps)
     emit({"report": str(written["path"]), "tables": written["tables"], "videos": written["videos"]}, as_json)

@@ -45,7 +45,7 @@ def quickstart(
     from drivevlm.deploy.runtime import load_policy
     from drivevlm.env import DriveEnv
     from drivevlm.eval.evaluate import evaluate_run
-    from drivevlm.eval.experiments import write_report
+    from drivevlm.eval.report import write_report
     from drivevlm.eval.runs import export_driver, load_driver
     from drivevlm.presets import load_preset
     from drivevlm.train.trainer import train

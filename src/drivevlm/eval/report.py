@@ -10,6 +10,7 @@ import base64
 import csv
 import html
 import io
+import json
 import math
 import os
 import warnings
@@ -351,3 +352,108 @@ def write_html_report(
         parts.append("</div>")
     parts.append("</body></html>\n")
     return write_atomic(path, "".join(parts).encode())
+
+
+# ---------------------------------------------------------------- the HTML report of a folder
+
+REPORT_SCENARIOS = ("pedestrian_crossing", "cyclist_merge", "slow_cyclist", "occluded_pedestrian")
+
+
+def _record_videos(runs: Sequence[tuple[str, Path]], folder: Path, count: int, steps: int) -> list[Path]:
+    """One short episode video per (label, run folder), cycling over the VRU scenarios."""
+    from drivevlm.eval.runs import load_driver
+    from drivevlm.eval.suites import SuiteEpisode
+    from drivevlm.eval.video import drive_video
+    from drivevlm.sim.scenarios import SCENARIOS
+
+    written = []
+    for index, (label, run) in enumerate(runs[:count]):
+        driver = load_driver(run)
+        scenario = REPORT_SCENARIOS[index % len(REPORT_SCENARIOS)]
+        town = SCENARIOS[scenario].default_town or driver.env_config.town
+        episode = SuiteEpisode(town, scenario, "regular", 0, 0)
+        result = drive_video(
+            driver.act, driver.env_config, episode, folder / f"{label}-{scenario}.webm", steps
+        )
+        written.append(result.video)
+    return written
+
+
+def write_report(
+    folder: str | Path, out: str | Path | None = None, videos: int = 2, video_steps: int = 300
+) -> dict[str, Any]:
+    """One HTML page for a benchmark folder (benchmark.json) or a single run folder (config.yaml).
+
+    Videos already under FOLDER/videos are linked; when there are none, `videos` are recorded first.
+    """
+    from drivevlm.eval.jobs import DISPLAY_NAMES
+    from drivevlm.eval.metrics import training_metrics
+    from drivevlm.eval.runs import RunError, load_run_config
+    from drivevlm.eval.training_episodes import read_training_episodes, write_episode_curve
+    from drivevlm.train.config import train_section
+
+    folder = Path(folder)
+    target = Path(out) if out is not None else folder / "report.html"
+    video_dir = folder / "videos"
+    tables: dict[str, tuple[Any, Sequence[str]]] = {}
+    images: list[Path] = []
+    runs_for_video: list[tuple[str, Path]] = []
+    bench_file = folder / "benchmark.json"
+    if bench_file.is_file():
+        bench = json.loads(bench_file.read_text())
+        training: dict[str, list[dict[str, float]]] = {}
+        testing: dict[str, list[dict[str, float]]] = {}
+        for key, run in bench["runs"].items():
+            method = key.split("/")[0]
+            name = DISPLAY_NAMES.get(method, method)
+            testing.setdefault(name, []).append(run["testing"])
+            if run.get("training"):
+                training.setdefault(name, []).append(run["training"])
+            if key.endswith("seed-0"):
+                runs_for_video.append((method, Path(run["run_dir"])))
+        extreme = bench.get("experiment") == "no_collision_penalty"
+        if training:
+            tables["Training" + (" (no reward after collision)" if extreme else "")] = (
+                training,
+                TABLE3_COLUMNS if extreme else TABLE1_COLUMNS,
+            )
+        tables[f"Testing on {bench['suite']}"] = (testing, (*TABLE2_COLUMNS, "DS", "IPK"))
+        if bench.get("curves") and Path(bench["curves"]).is_file():
+            images.append(Path(bench["curves"]))
+        methods = ", ".join(bench["methods"])
+        title = f"DriveVLM benchmark: {methods}, {bench['seeds']} seed(s), {bench['steps']} steps"
+    else:
+        try:
+            run_config = load_run_config(folder)
+        except RunError as err:
+            raise RunError(
+                f"report: {folder} is neither a benchmark folder (benchmark.json) nor a run ({err})"
+            ) from err
+        suites = {
+            p.stem: json.loads(p.read_text())["metrics"] for p in sorted((folder / "eval").glob("*.json"))
+        }
+        if suites:
+            tables["Testing (one row per suite)"] = (
+                {s: [m] for s, m in suites.items()},
+                (*TABLE2_COLUMNS, "DS", "IPK"),
+            )
+        episodes = [log for _, log in read_training_episodes(folder)]
+        if episodes:
+            tables["Training"] = ({folder.name: [training_metrics(episodes)]}, TABLE1_COLUMNS)
+            curve = write_episode_curve(folder)
+            images.append(plot_training_curves({folder.name: [curve]}, folder / "training_curves.png"))
+        progress = read_progress(folder, train_section(run_config).log_interval)
+        if progress:
+            if not episodes:
+                images.append(plot_progress(progress, TRAINING_PANELS, folder / "training_progress.png"))
+            images.append(plot_progress(progress, REWARD_PANELS, folder / "reward_terms.png"))
+        runs_for_video.append((folder.name, folder))
+        title = f"DriveVLM run {folder.name}"
+    found = sorted(p for p in video_dir.glob("*") if p.suffix in (".webm", ".mp4", ".gif"))
+    if not found and videos > 0:
+        found = _record_videos(runs_for_video, video_dir, videos, video_steps)
+    if not tables:
+        raise RunError(f"report: {folder} has no evaluation results yet; run `drivevlm evaluate` first")
+    notes = "Tables: mean ± std over seeds (sample std); best mean per column in bold."
+    path = write_html_report(target, title, tables, images, found, notes)
+    return {"path": path, "tables": list(tables), "videos": [str(v) for v in found]}

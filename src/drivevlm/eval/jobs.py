@@ -1,0 +1,269 @@
+"""One benchmark job per (method, seed): its config, its folder, and the process that trains and evaluates it.
+
+Each job runs in its own process (libsumo allows one simulation per process) and is resumable: a job
+with a finished evaluation is skipped, one with a checkpoint is resumed from it, one without starts over.
+`python -m drivevlm.eval.jobs RUN_DIR/job.json` is that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from drivevlm.atomic import write_atomic
+from drivevlm.config import ConfigError, apply_overrides, read_yaml
+from drivevlm.eval.training_episodes import RecordingEnvFactory, truncate_episode_logs, write_episode_curve
+from drivevlm.presets import PRESETS_DIR, compose
+
+EXPERIMENTS: dict[str, str] = {"main": "", "no_collision_penalty": "_no_collision_penalty"}
+DEFAULT_METHODS: tuple[str, ...] = ("drivevlm_rl", "vlm_rl", "chen_sac", "tirl_sac")
+DISPLAY_NAMES: dict[str, str] = {
+    "drivevlm_rl": "DriveVLM-RL",
+    "vlm_rl": "VLM-RL",
+    "chen_sac": "Chen-SAC",
+    "tirl_sac": "TIRL-SAC",
+    "asap_ppo": "ASAP-PPO",
+    "chatscene_ppo": "ChatScene-PPO",
+    "chatscene_sac": "ChatScene-SAC",
+    "revolve": "Revolve",
+    "revolve_auto": "Revolve-auto",
+    "vlm_sr": "VLM-SR",
+    "roboclip": "RoboCLIP",
+    "vlm_rm": "VLM-RM",
+    "lord": "LORD",
+    "lord_speed": "LORD-Speed",
+}
+
+
+def preset_path(method: str, experiment: str = "main", configs: Path | None = None) -> Path:
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"experiment: unknown value {experiment!r}; allowed: {', '.join(EXPERIMENTS)}")
+    folder = configs or PRESETS_DIR
+    suffix = EXPERIMENTS[experiment]
+    path = folder / f"{method}{suffix}.yaml"
+    if not path.is_file():
+        available = sorted(
+            p.stem.removesuffix(suffix)
+            for p in folder.glob(f"*{suffix}.yaml")
+            if suffix or not any(p.stem.endswith(s) for s in EXPERIMENTS.values() if s)
+        )
+        raise ConfigError(
+            f"methods: unknown value {method!r} for experiment {experiment!r} (no {path}); "
+            f"allowed: {', '.join(available)}"
+        )
+    return path
+
+
+def job_config(
+    method: str,
+    seed: int,
+    steps: int,
+    overrides: Sequence[str] = (),
+    experiment: str = "main",
+    configs: Path | None = None,
+) -> dict[str, Any]:
+    """The preset of `method` with the overrides, `train.total_timesteps=steps` and the seed applied."""
+    data = compose(read_yaml(preset_path(method, experiment, configs)), list(overrides))
+    data = apply_overrides(data, [f"train.total_timesteps={steps}", f"train.seed={seed}", f"env.seed={seed}"])
+    return data
+
+
+@dataclass
+class Job:
+    method: str
+    seed: int
+    run_dir: str
+    config: dict[str, Any]
+    suite: str
+    eval_episodes: int
+    eval_max_steps: int | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(self.config["train"]["total_timesteps"])
+
+
+def eval_path(job: Job) -> Path:
+    return Path(job.run_dir) / "eval" / f"{job.suite}.json"
+
+
+def job_finished(job: Job) -> bool:
+    """Trained to the target and evaluated on the suite with the wanted episode count."""
+    run = Path(job.run_dir)
+    summary, evaluation = run / "summary.json", eval_path(job)
+    if not summary.is_file() or not evaluation.is_file():
+        return False
+    trained = json.loads(summary.read_text()).get("steps", 0) >= job.steps
+    return bool(trained and json.loads(evaluation.read_text()).get("episodes") == job.eval_episodes)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train (fresh or resumed) and evaluate one (method, seed); returns the evaluation summary."""
+    from drivevlm.eval.evaluate import evaluate_run
+    from drivevlm.rewards.build import build_reward
+    from drivevlm.rewards.config import reward_sections
+    from drivevlm.train import checkpoint as ckpt
+    from drivevlm.train.config import train_section
+    from drivevlm.train.trainer import train
+
+    run = Path(job.run_dir)
+    summary_file = run / "summary.json"
+    done_steps = json.loads(summary_file.read_text()).get("steps", 0) if summary_file.is_file() else 0
+    if done_steps < job.steps:
+        start = ckpt.latest_checkpoint(run / "checkpoints")
+        resume = start is not None
+        if resume:
+            assert start is not None
+            saved = run_config_steps(run)
+            if saved != job.steps:
+                raise ConfigError(
+                    f"steps: {run} was started with {saved} steps, asked for {job.steps}; use another --out"
+                )
+            state = ckpt.load_trainer_state(start)
+            start_step = int(state["num_timesteps"])
+            session = int(state.get("session", -1)) + 1
+            truncate_episode_logs(run, start_step)
+        else:
+            shutil.rmtree(run / "training", ignore_errors=True)
+            start_step, session = 0, 0
+        reward_cfg, models_cfg = reward_sections(job.config)
+        reward_fn = build_reward(reward_cfg, models_cfg)
+        n_envs = train_section(job.config).n_envs
+        factory = RecordingEnvFactory(
+            dict(job.config.get("env") or {}),
+            bool(reward_fn.needs_frames),
+            1000 * session,
+            run / "training",
+            start_step,
+            n_envs,
+        )
+        train(
+            None if resume else job.config,
+            run,
+            resume=resume,
+            reward_fn=reward_fn,
+            window_frames=reward_cfg.window_frames,
+            env_factory=factory,
+        )
+    write_episode_curve(run)
+    evaluation = eval_path(job)
+    if evaluation.is_file() and json.loads(evaluation.read_text()).get("episodes") == job.eval_episodes:
+        return dict(json.loads(evaluation.read_text()))
+    return evaluate_run(run, job.suite, job.eval_episodes, max_episode_steps=job.eval_max_steps)
+
+
+def run_config_steps(run: Path) -> int:
+    import yaml
+
+    data = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    return int((data.get("train") or {}).get("total_timesteps", 0))
+
+
+def plan_jobs(
+    out: Path,
+    methods: Sequence[str],
+    seeds: int,
+    steps: int,
+    suite: str,
+    eval_episodes: int,
+    overrides: Sequence[str] = (),
+    experiment: str = "main",
+    configs: Path | None = None,
+    eval_max_steps: int | None = None,
+) -> list[Job]:
+    from drivevlm.eval.suites import SUITE_NAMES, SuiteError
+
+    if suite not in SUITE_NAMES:
+        raise SuiteError(f"suite: unknown value {suite!r}; allowed: {', '.join(SUITE_NAMES)}")
+    if not methods:
+        raise ConfigError("methods: give at least one preset name")
+    if seeds < 1:
+        raise ConfigError(f"seeds: must be >= 1, got {seeds}")
+    if steps < 1:
+        raise ConfigError(f"steps: must be >= 1, got {steps}")
+    jobs = []
+    for method in methods:
+        for seed in range(seeds):
+            config = job_config(method, seed, steps, overrides, experiment, configs)
+            run_dir = out / "runs" / method / f"seed-{seed}"
+            jobs.append(Job(method, seed, str(run_dir), config, suite, eval_episodes, eval_max_steps))
+    return jobs
+
+
+def _launch(job: Job) -> subprocess.Popen[bytes]:
+    run = Path(job.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    job_file = write_atomic(run / "job.json", json.dumps(asdict(job), indent=2, default=str))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    log = (run / "job.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "drivevlm.eval.jobs", str(job_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    finally:
+        log.close()
+
+
+def run_jobs(
+    jobs: Sequence[Job], parallel: int = 1, progress: Callable[[str], None] | None = None
+) -> list[str]:
+    """Run the unfinished jobs, `parallel` processes at a time; returns the run folders that failed."""
+    if parallel < 1:
+        raise ConfigError(f"jobs: must be >= 1, got {parallel}")
+    say = progress or (lambda _text: None)
+    pending = [job for job in jobs if not job_finished(job)]
+    for job in jobs:
+        if job not in pending:
+            say(f"skip {job.method} seed {job.seed}: finished")
+    running: list[tuple[Job, subprocess.Popen[bytes]]] = []
+    failed: list[str] = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            say(f"start {job.method} seed {job.seed} -> {job.run_dir}")
+            running.append((job, _launch(job)))
+        time.sleep(0.2)
+        for item in list(running):
+            job, process = item
+            code = process.poll()
+            if code is None:
+                continue
+            running.remove(item)
+            if code == 0:
+                say(f"done {job.method} seed {job.seed}")
+            else:
+                failed.append(job.run_dir)
+                say(f"FAILED {job.method} seed {job.seed} (exit {code}); see {Path(job.run_dir) / 'job.log'}")
+    return failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of one job process: `python -m drivevlm.eval.jobs RUN_DIR/job.json`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m drivevlm.eval.jobs JOB_JSON", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    data = json.loads(Path(args[0]).read_text())
+    job = Job(**data)
+    summary = run_job(job)
+    metrics: Mapping[str, Any] = summary.get("metrics", {})
+    print(json.dumps({"run_dir": job.run_dir, "metrics": metrics}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
