@@ -311,6 +311,14 @@ _STYLE = (
 )
 
 
+def html_page(title: str, body: str, style: str = _STYLE) -> str:
+    """The one page shell every HTML report of the project uses: head, style, the title as h1, the body."""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+        f"<style>{style}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+
+
 def write_html_report(
     path: str | Path,
     title: str,
@@ -322,8 +330,7 @@ def write_html_report(
     """One self-contained HTML page: the tables, the PNG curves embedded, videos linked by relative path
     (WebM as players, GIF fallbacks as images, MP4 (mp4v, which browsers cannot decode) as download links)."""
     path = Path(path)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"]
-    parts.append(f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
+    parts = []
     if notes:
         parts.append(f"<p>{html.escape(notes)}</p>")
     for caption, (results, columns) in tables.items():
@@ -350,8 +357,7 @@ def write_html_report(
             else:
                 parts.append(f"<video controls muted src='{rel}'></video>")
         parts.append("</div>")
-    parts.append("</body></html>\n")
-    return write_atomic(path, "".join(parts).encode())
+    return write_atomic(path, html_page(title, "".join(parts)).encode())
 
 
 # ---------------------------------------------------------------- the HTML report of a folder

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from drivevlm.eval.report import html_page
 from drivevlm.rewards.signals import SIGNAL_FIELDS
 
 _IMAGE_COLUMNS = ("detections_png", "front_png", "bev_rgb_png")
@@ -20,6 +21,14 @@ _NOT_TERMS = frozenset({"step", "n_detections", "n_critical", "detections", "tri
 # Signals worth seeing beside the terms in the plot.
 _PLOTTED_SIGNALS = ("speed_kmh", "center_offset_m", "nearest_vru_ahead_m")
 _PANEL_WIDTH, _PANEL_HEIGHT, _MARGIN = 720, 84, 62
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { text-align: left; padding: 1px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
+.step { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
+.images img { width: 160px; image-rendering: pixelated; margin-right: 4px; border: 1px solid #ccc; }
+.oracle { color: #a00; font-weight: bold; }
+"""
 
 
 def term_columns(columns: Sequence[str]) -> list[str]:
@@ -140,18 +149,7 @@ def render_report(summary: dict[str, Any], columns: Sequence[str], rows: Sequenc
             f'<section class="step" id="step-{row["step"]}"><h3>step {row["step"]}</h3>'
             f'<div class="images">{shown}</div><table>{terms}{detections}{texts}</table></section>'
         )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 12px; }}
-th, td {{ text-align: left; padding: 1px 8px; border-bottom: 1px solid #eee; vertical-align: top; }}
-.step {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
-.images img {{ width: 160px; image-rendering: pixelated; margin-right: 4px; border: 1px solid #ccc; }}
-.oracle {{ color: #a00; font-weight: bold; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{oracle}
+    body = f"""{oracle}
 <table class="summary">{summary_rows}</table>
 <h2>Reward terms over time</h2>
 <p>Pale red bands: steps where the attention gate was open.
@@ -162,9 +160,8 @@ Full per-step values: <a href="steps.csv">steps.csv</a>.</p>
 <h2>Steps</h2>
 <p>Front frame with detections (red: critical classes at or above the gate threshold; yellow: others),
 front frame, bird's-eye view.</p>
-{"".join(cards)}
-</body></html>
-"""
+{"".join(cards)}"""
+    return html_page(title, body, _STYLE)
 
 
 def write_report(
