@@ -129,6 +129,28 @@ def test_route_errors_end_the_state_vector(env: DriveEnv) -> None:
         steered.close()
 
 
+def test_front_gap_ends_the_state_vector(env: DriveEnv) -> None:
+    env.close()  # libsumo: one simulation per process
+    ranged = DriveEnv({**env.config.model_dump(), "front_gap": True, "scenario": "car_following"})
+    try:
+        obs, _ = ranged.reset(seed=5)
+        assert obs["state"].shape == (env.observation_space["state"].shape[0] + 2,)
+        policy, signals, seen = RouteFollower(), None, 0
+        for _ in range(120):
+            obs, _, terminated, truncated, info = ranged.step(policy.act(obs, signals))
+            signals = info["signals"]
+            gap, closing = obs["state"][-2:]
+            assert gap == pytest.approx(min(signals.front_obstacle_m, 60.0), abs=1e-4)
+            if math.isinf(signals.front_obstacle_m):
+                assert closing == 0.0
+            seen += math.isfinite(signals.front_obstacle_m)
+            if terminated or truncated:
+                break
+        assert seen > 0  # something was ahead at some point: the entries were compared, not only the caps
+    finally:
+        ranged.close()
+
+
 def test_stop_lights_channel_follows_the_signals(env: DriveEnv) -> None:
     env.close()  # libsumo: one simulation per process
     lit = DriveEnv({**env.config.model_dump(), "bev_traffic_lights": True})

@@ -52,3 +52,14 @@ def test_overtaken_cars_are_counted_once_they_fall_behind() -> None:
     before, _ = _surroundings(_state(_car("a", 6.0, 3.5), _car("b", 30.0, 0.0)), frozenset())
     _, overtaken = _surroundings(_state(_car("a", -1.0, 3.5), _car("b", 25.0, 0.0)), before.ahead_car_ids)
     assert overtaken == 1
+
+
+def test_front_closing_speed_is_the_ego_speed_minus_the_obstacles_along_the_heading() -> None:
+    # Ego at 5 m/s; the car ahead drives the same way at 5 m/s: no closing; a stopped one closes at 18 km/h.
+    assert _surroundings(_state(_car("same", 20.0, 0.0)), frozenset())[0].front_closing_kmh == 0.0
+    stopped = Actor("stopped", ActorKind.CAR, Pose(15.0, 0.0, 0.0), 0.0, 4.5, 1.9, 1.5)
+    oncoming = Actor("oncoming", ActorKind.CAR, Pose(30.0, 0.0, math.pi), 5.0, 4.5, 1.9, 1.5)
+    around, _ = _surroundings(_state(oncoming, stopped), frozenset())
+    assert around.front_obstacle_m == 15.0 and abs(around.front_closing_kmh - 18.0) < 1e-9
+    assert abs(_surroundings(_state(oncoming), frozenset())[0].front_closing_kmh - 36.0) < 1e-9
+    assert _surroundings(_state(), frozenset())[0].front_closing_kmh == 0.0

@@ -61,6 +61,10 @@ class EnvConfig(Section):
     # the feedback a lane keeper needs, which the waypoints carry only as small differences (normalised,
     # a 0.5 m offset is 0.017). Off by default: VLM-RL's state has no such entries.
     route_errors: bool = False
+    # Append what a forward range sensor (an ACC's radar) reports: the gap to the first actor the ego's
+    # width would sweep along its heading (m, capped at 60; normalized: / 60) and the speed it closes in
+    # on it (km/h; normalized: / target_speed_kmh; 0 when none). Off by default: not in VLM-RL's state.
+    front_gap: bool = False
     # RGB frames for the reward models: rendered into `info` only when asked for.
     render_frames: bool = False
     rgb_size: int = Field(224, ge=32, le=1024)

@@ -44,8 +44,10 @@ class _Surroundings:
 
     nearest_vru_ahead_m: float = math.inf
     nearest_vehicle_ahead_m: float = math.inf
-    # Along the ego's heading ray: the first actor whose box the ego's width would sweep.
+    # Along the ego's heading ray: the first actor whose box the ego's width would sweep, and how fast the
+    # ego closes in on it (km/h, negative when it pulls away; 0 when there is none).
     front_obstacle_m: float = math.inf
+    front_closing_kmh: float = 0.0
     # Cars that were ahead of the ego (in the ego frame) and are now behind it, side by side or behind.
     ahead_car_ids: frozenset[str] = frozenset()
 
@@ -71,10 +73,17 @@ def _surroundings(state: WorldState, previously_ahead: frozenset[str]) -> tuple[
     ids = [a.id for a in state.actors]
     ahead_cars = frozenset(ids[i] for i in np.flatnonzero(cars & in_front & (lateral < 6.0)))
     behind_now = {ids[i] for i in np.flatnonzero(ahead_x <= 0)}
+    swept = in_front & (lateral < 0.5 * ego.width + half_widths)
+    closing = 0.0
+    if swept.any():
+        first = state.actors[int(np.flatnonzero(swept)[np.argmin(ahead_x[swept])])]
+        along = first.speed * math.cos(first.pose.yaw - ego.pose.yaw)
+        closing = 3.6 * (ego.speed - along)
     found = _Surroundings(
         nearest_vru_ahead_m=nearest(vulnerable & in_front & (lateral < _VRU_CORRIDOR_M), distance),
         nearest_vehicle_ahead_m=nearest(cars & in_front & (lateral < _VEHICLE_CORRIDOR_M), distance),
-        front_obstacle_m=nearest(in_front & (lateral < 0.5 * ego.width + half_widths), ahead_x),
+        front_obstacle_m=nearest(swept, ahead_x),
+        front_closing_kmh=closing,
         ahead_car_ids=ahead_cars,
     )
     return found, len(previously_ahead & behind_now)
@@ -97,7 +106,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         self._bev_rgb: BevRgbRenderer | None = None
         self._front: FrontCameraRenderer | None = None
-        n_state = 3 + 2 * cfg.route_waypoints + (2 if cfg.route_errors else 0)
+        n_state = 3 + 2 * cfg.route_waypoints + (2 if cfg.route_errors else 0) + (2 if cfg.front_gap else 0)
         self.observation_space = gym.spaces.Dict(
             {
                 "bev": gym.spaces.Box(
@@ -113,7 +122,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._past_actors: deque[tuple[Actor, ...]] = deque(maxlen=max(cfg.bev_history) + 1)
         # Running count, sum and sum of squares of the episode's steering: its std in O(1) per step.
         self._steer_moments = np.zeros(3)
-        self._ahead_cars: frozenset[str] = frozenset()
+        self._around = _Surroundings()
         self._offsets: deque[float] = deque(maxlen=STABILITY_WINDOW)
         self._dt = EpisodeSpec(town=cfg.town).dt
         self._arc = 0.0
@@ -153,7 +162,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._past_actors.clear()
         self._offsets.clear()
         self._steer_moments = np.zeros(3)
-        self._ahead_cars = _surroundings(state, frozenset())[0].ahead_car_ids
+        self._around = _surroundings(state, frozenset())[0]
         self._episode = {
             "steps": 0,
             "distance_m": 0.0,
@@ -191,8 +200,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         speed_kmh = state.ego.speed * 3.6
         heading_error = progress.heading_error
         collision = state.events.collisions[0] if state.events.collisions else None
-        around, overtaken = _surroundings(state, self._ahead_cars)
-        self._ahead_cars = around.ahead_car_ids
+        around, overtaken = _surroundings(state, self._around.ahead_car_ids)
+        self._around = around
         self._steer_moments += (1.0, state.ego.steer, state.ego.steer**2)
         signals = VehicleSignals(
             speed_kmh=speed_kmh,
@@ -318,11 +327,14 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
         speed = state.ego.speed * 3.6
+        gap = [min(self._around.front_obstacle_m, _AHEAD_RANGE_M), self._around.front_closing_kmh]
         if cfg.state_units == "normalized":
             speed /= cfg.target_speed_kmh
             waypoints = waypoints / (cfg.route_waypoints * cfg.waypoint_spacing_m)
+            gap = [gap[0] / _AHEAD_RANGE_M, gap[1] / cfg.target_speed_kmh]
         errors = [progress.lateral, progress.heading_error] if cfg.route_errors else []
-        vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1), errors])
+        extra = errors + (gap if cfg.front_gap else [])
+        vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1), extra])
         return {"bev": masks, "state": vector.astype(np.float32)}
 
     def _frames(self, state: WorldState) -> dict[str, np.ndarray]:
