@@ -138,6 +138,17 @@ def test_report_opens_in_a_headless_browser(tiny_run: Path, tmp_path: Path) -> N
     assert video["error"] == 0 and video["ready"] >= 2 and video["width"] > 0
 
 
+def test_report_videos_show_another_policy_on_the_same_episode(tiny_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert _run("evaluate", run, "--episodes", "1", "--max-steps", "10")[0] == 0
+    policy = tmp_path / "other.onnx"
+    assert _run("export", tiny_run, "--out", policy)[0] == 0
+    code, out, err = _run("report", run, "--videos", "1", "--video-steps", "10", "--beside", policy, "--json")
+    assert code == 0, err
+    videos = sorted(Path(v).name for v in json.loads(out.splitlines()[-1])["videos"])
+    assert videos == ["other-pedestrian_crossing.webm", "run-pedestrian_crossing.webm"]
+
+
 def test_report_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     code, _, err = _run("report", tmp_path)
     assert code == 2 and "neither a benchmark folder" in err

@@ -187,12 +187,16 @@ def report(
     videos: Annotated[int, typer.Option(help="Episode videos to record when the folder has none.")] = 2,
     video_steps: Annotated[int, typer.Option(help="Step limit of each recorded video.")] = 300,
     out: Annotated[Path | None, typer.Option(help="HTML file (default FOLDER/report.html).")] = None,
+    beside: Annotated[
+        str | None,
+        typer.Option(help="A shipped policy (name) or policy file to drive each video's episode too."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write one HTML page: the metrics tables, the training curves and a few episode videos."""
     from drivevlm.eval.report import write_report
 
-    written = write_report(folder, out, videos, video_steps)
+    written = write_report(folder, out, videos, video_steps, beside)
     emit({"report": str(written["path"]), "tables": written["tables"], "videos": written["videos"]}, as_json)
 
 

@@ -365,8 +365,11 @@ def write_html_report(
 REPORT_SCENARIOS = ("pedestrian_crossing", "cyclist_merge", "slow_cyclist", "occluded_pedestrian")
 
 
-def _record_videos(runs: Sequence[tuple[str, Path]], folder: Path, count: int, steps: int) -> list[Path]:
-    """One short episode video per (label, run folder), cycling over the VRU scenarios."""
+def _record_videos(
+    runs: Sequence[tuple[str, Path]], folder: Path, count: int, steps: int, beside: str | None = None
+) -> list[Path]:
+    """One short episode video per (label, run folder), cycling over the VRU scenarios; with `beside` (a
+    shipped policy's name or a policy file), that policy drives each of the same episodes too."""
     from drivevlm.eval.runs import load_driver
     from drivevlm.eval.suites import SuiteEpisode
     from drivevlm.eval.video import drive_video
@@ -378,19 +381,26 @@ def _record_videos(runs: Sequence[tuple[str, Path]], folder: Path, count: int, s
         scenario = REPORT_SCENARIOS[index % len(REPORT_SCENARIOS)]
         town = SCENARIOS[scenario].default_town or driver.env_config.town
         episode = SuiteEpisode(town, scenario, "regular", 0, 0)
-        result = drive_video(
-            driver.act, driver.env_config, episode, folder / f"{label}-{scenario}.webm", steps
-        )
-        written.append(result.video)
+        drivers = [(label, driver)]
+        if beside is not None:
+            drivers.append((Path(beside).stem if Path(beside).suffix else beside, load_driver(None, beside)))
+        for name, each in drivers:
+            video = folder / f"{name}-{scenario}.webm"
+            written.append(drive_video(each.act, each.env_config, episode, video, steps).video)
     return written
 
 
 def write_report(
-    folder: str | Path, out: str | Path | None = None, videos: int = 2, video_steps: int = 300
+    folder: str | Path,
+    out: str | Path | None = None,
+    videos: int = 2,
+    video_steps: int = 300,
+    beside: str | None = None,
 ) -> dict[str, Any]:
     """One HTML page for a benchmark folder (benchmark.json) or a single run folder (config.yaml).
 
-    Videos already under FOLDER/videos are linked; when there are none, `videos` are recorded first.
+    Videos already under FOLDER/videos are linked; when there are none, `videos` are recorded first, each
+    with a second one of the `beside` policy (a shipped policy's name or a policy file) on the same episode.
     """
     from drivevlm.eval.jobs import DISPLAY_NAMES
     from drivevlm.eval.metrics import training_metrics
@@ -457,7 +467,7 @@ def write_report(
         title = f"DriveVLM run {folder.name}"
     found = sorted(p for p in video_dir.glob("*") if p.suffix in (".webm", ".mp4", ".gif"))
     if not found and videos > 0:
-        found = _record_videos(runs_for_video, video_dir, videos, video_steps)
+        found = _record_videos(runs_for_video, video_dir, videos, video_steps, beside)
     if not tables:
         raise RunError(f"report: {folder} has no evaluation results yet; run `drivevlm evaluate` first")
     notes = "Tables: mean ± std over seeds (sample std); best mean per column in bold."
