@@ -106,6 +106,8 @@ def test_export_then_drive_the_policy_file(
         "drive", "--policy", "tiny", "--steps", "5", "--video", tmp_path / "z.webm", "--json"
     )
     assert code == 0, err
+    code, _, err = _run("evaluate", "--policy", "tiny", "--episodes", "1")
+    assert code == 2 and "out_dir (--out): needed when evaluating a policy without a run folder" in err
     code, _, err = _run("drive", "--policy", "huge", "--video", tmp_path / "z.webm")
     assert code == 2 and "file not found: huge (shipped policies in" in err and ": tiny)" in err
     code, _, err = _run("export", tiny_run, "--format", "tflite")

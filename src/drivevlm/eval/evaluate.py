@@ -149,7 +149,7 @@ def evaluate_run(
         _check_space(driver.policy, config)
     if out_dir is None:
         if run_dir is None:
-            raise RunError("out_dir: needed when evaluating a policy file without a run folder")
+            raise RunError("out_dir (--out): needed when evaluating a policy without a run folder")
         out_dir = Path(run_dir) / "eval"
     out = Path(out_dir)
     result = evaluate_suite(driver.act, config, suite, progress=progress)
