@@ -1,7 +1,8 @@
 """`drivevlm quickstart`: the main job on the embedded default, sized for a laptop CPU.
 
 Trains a policy with the DriveVLM-RL preset (bundled offline reward models, asynchronous annotation),
-evaluates it on unseen routes of the training town, exports the VLM-free policy and times it.
+evaluates it on unseen routes of the training town, exports the VLM-free policy and times it, and shows it
+driving beside the shipped pretrained policy.
 A short run shows the whole method working end to end; it is not a converged policy.
 """
 
@@ -22,6 +23,8 @@ from drivevlm.cli.train import ProgressBar
 RECIPE = "laptop"
 # 20 s of driving: long enough to reach the pedestrian crossing.
 REPORT_VIDEO_STEPS = 300
+# The shipped pretrained policy the report's video shows beside the freshly trained one, on the same episode.
+PRETRAINED = "drivevlm_rl_laptop"
 
 
 def _decisions_per_second(policy: Any, observation: dict[str, np.ndarray], seconds: float = 1.0) -> float:
@@ -76,8 +79,11 @@ def quickstart(
     finally:
         env.close()
     decisions = _decisions_per_second(load_policy(policy_file), observation)
-    # Training curves, every reward term and the gate rate over time, the evaluation, a video of the policy.
-    report = write_report(run_dir, out / "report.html", videos=1, video_steps=REPORT_VIDEO_STEPS)
+    # Training curves, every reward term and the gate rate over time, the evaluation, and videos of the
+    # policy and of the shipped pretrained one at the same pedestrian crossing.
+    report = write_report(
+        run_dir, out / "report.html", videos=1, video_steps=REPORT_VIDEO_STEPS, beside=PRETRAINED
+    )
 
     metrics = evaluation["metrics"]
     result = {
