@@ -327,13 +327,14 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
         speed = state.ego.speed * 3.6
-        gap = [min(self._around.front_obstacle_m, _AHEAD_RANGE_M), self._around.front_closing_kmh]
-        if cfg.state_units == "normalized":
+        normalized = cfg.state_units == "normalized"
+        if normalized:
             speed /= cfg.target_speed_kmh
             waypoints = waypoints / (cfg.route_waypoints * cfg.waypoint_spacing_m)
-            gap = [gap[0] / _AHEAD_RANGE_M, gap[1] / cfg.target_speed_kmh]
-        errors = [progress.lateral, progress.heading_error] if cfg.route_errors else []
-        extra = errors + (gap if cfg.front_gap else [])
+        extra = [progress.lateral, progress.heading_error] if cfg.route_errors else []
+        if cfg.front_gap:
+            gap, closing = min(self._around.front_obstacle_m, _AHEAD_RANGE_M), self._around.front_closing_kmh
+            extra += [gap / _AHEAD_RANGE_M, closing / cfg.target_speed_kmh] if normalized else [gap, closing]
         vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1), extra])
         return {"bev": masks, "state": vector.astype(np.float32)}
 

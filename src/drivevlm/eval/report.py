@@ -375,16 +375,14 @@ def _record_videos(
     from drivevlm.eval.video import drive_video
     from drivevlm.sim.scenarios import SCENARIOS
 
+    other = None if beside is None else (Path(beside).stem or beside, load_driver(None, beside))
     written = []
     for index, (label, run) in enumerate(runs[:count]):
         driver = load_driver(run)
         scenario = REPORT_SCENARIOS[index % len(REPORT_SCENARIOS)]
         town = SCENARIOS[scenario].default_town or driver.env_config.town
         episode = SuiteEpisode(town, scenario, "regular", 0, 0)
-        drivers = [(label, driver)]
-        if beside is not None:
-            drivers.append((Path(beside).stem if Path(beside).suffix else beside, load_driver(None, beside)))
-        for name, each in drivers:
+        for name, each in [(label, driver), *([other] if other else [])]:
             video = folder / f"{name}-{scenario}.webm"
             written.append(drive_video(each.act, each.env_config, episode, video, steps).video)
     return written
