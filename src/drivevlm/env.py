@@ -73,16 +73,17 @@ def _surroundings(state: WorldState, previously_ahead: frozenset[str]) -> tuple[
     ids = [a.id for a in state.actors]
     ahead_cars = frozenset(ids[i] for i in np.flatnonzero(cars & in_front & (lateral < 6.0)))
     behind_now = {ids[i] for i in np.flatnonzero(ahead_x <= 0)}
-    swept = in_front & (lateral < 0.5 * ego.width + half_widths)
-    closing = 0.0
-    if swept.any():
-        first = state.actors[int(np.flatnonzero(swept)[np.argmin(ahead_x[swept])])]
-        along = first.speed * math.cos(first.pose.yaw - ego.pose.yaw)
+    swept = np.flatnonzero(in_front & (lateral < 0.5 * ego.width + half_widths))
+    front_m, closing = math.inf, 0.0
+    if swept.size:
+        first = int(swept[np.argmin(ahead_x[swept])])
+        front_m = float(ahead_x[first])
+        along = state.actors[first].speed * math.cos(state.actors[first].pose.yaw - ego.pose.yaw)
         closing = 3.6 * (ego.speed - along)
     found = _Surroundings(
         nearest_vru_ahead_m=nearest(vulnerable & in_front & (lateral < _VRU_CORRIDOR_M), distance),
         nearest_vehicle_ahead_m=nearest(cars & in_front & (lateral < _VEHICLE_CORRIDOR_M), distance),
-        front_obstacle_m=nearest(swept, ahead_x),
+        front_obstacle_m=front_m,
         front_closing_kmh=closing,
         ahead_car_ids=ahead_cars,
     )
