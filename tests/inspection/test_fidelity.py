@@ -21,6 +21,7 @@ from drivevlm.inspection.fidelity import (
     path_truth,
     run_fidelity,
     scripted_driver,
+    suggest_theta,
     summarise,
 )
 from drivevlm.presets import load_preset
@@ -72,8 +73,11 @@ def test_auc_is_the_share_of_correctly_ordered_pairs() -> None:
 
 
 def test_summary_bands_clear_road_gate_and_answers() -> None:
-    def frame(scenario: str, vru_m: float, r_norm: float, gate: float = 0.0, answer: str = "") -> ScoredFrame:
-        return ScoredFrame(scenario, Truth(vru_m, math.isinf(vru_m)), r_norm, 25.0 * r_norm, gate, answer)
+    def frame(
+        scenario: str, vru_m: float, r_norm: float, gate: float = 0.0, answer: str = "", clear: bool = True
+    ) -> ScoredFrame:
+        truth = Truth(vru_m, math.isinf(vru_m) and clear)
+        return ScoredFrame(scenario, truth, r_norm, 25.0 * r_norm, gate, answer)
 
     frames = [
         frame("a", 3.0, 0.2, 1.0, "close"),
@@ -81,11 +85,18 @@ def test_summary_bands_clear_road_gate_and_answers() -> None:
         frame("a", 15.0, 0.6, 1.0, "far"),
         frame("b", math.inf, 0.9),
         frame("b", math.inf, 1.0, 1.0, "far"),
+        frame("c", math.inf, 0.1, clear=False),  # a car stopped in the path: slowing is right
     ]
     summary = summarise(frames)
-    assert set(summary) == {"a", "b", POOLED}
+    assert set(summary) == {"a", "b", "c", POOLED}
     pooled = summary[POOLED]
-    assert pooled["auc_near_vs_none"] == 1.0
+    # Against no risk ahead the order is perfect; with the car-following frame among the negatives it is not.
+    assert pooled["auc_near_vs_clear"] == 1.0
+    assert pooled["auc_near_vs_none"] == pytest.approx(4 / 6)
+    assert pooled["theta_from_truth"] is None  # no raw scores: nothing to anchor θ on
+    frames = frames[:5]
+    summary = summarise(frames)
+    pooled = summary[POOLED]
     assert pooled["v_des_by_band"] == pytest.approx({"0-6": 5.0, "6-12": 10.0, "12-20": 15.0, "none": 23.75})
     assert pooled["v_des_clear"] == pytest.approx(23.75) and pooled["clear_frames"] == 2
     assert pooled["gate_rate"] == pytest.approx(0.8)
@@ -93,6 +104,22 @@ def test_summary_bands_clear_road_gate_and_answers() -> None:
         ["far", 1]
     ]
     assert summary["a"]["auc_near_vs_none"] is None  # no frame without risk in scenario a
+
+
+def test_theta_from_truth_puts_near_frames_low_and_clear_road_high() -> None:
+    def frame(vru_m: float, score: float) -> ScoredFrame:
+        return ScoredFrame("s", Truth(vru_m, math.isinf(vru_m)), 0.5, 12.5, 0.0, "", score)
+
+    near = [frame(d, s) for d, s in zip((2.0, 5.0, 8.0, 11.0), (-0.3, -0.2, -0.1, 0.0), strict=True)]
+    clear = [frame(math.inf, s) for s in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    far = [frame(15.0, 5.0)]  # the 12-20 m band sets neither bound
+    theta = suggest_theta(near + clear + far)
+    assert theta is not None and theta["usable"]
+    assert theta["theta_min"] == pytest.approx(-0.15) and theta["theta_max"] == pytest.approx(0.2)
+    assert (theta["near_frames"], theta["clear_frames"]) == (4, 5)
+    upside_down = suggest_theta([frame(3.0, 1.0), frame(math.inf, -1.0)])
+    assert upside_down is not None and not upside_down["usable"]
+    assert suggest_theta(clear) is None
 
 
 def test_the_scripted_driver_varies_with_the_seed() -> None:
@@ -128,10 +155,15 @@ def test_presets_are_scored_on_the_same_frames_and_the_oracle_orders_them() -> N
 
 def test_fidelity_command_prints_the_table_and_writes_json(tmp_path) -> None:
     out = tmp_path / "fidelity.json"
-    args = ["reward", "fidelity", "--presets", "drivevlm_rl_oracle", "--scenarios", "slow_cyclist"]
+    presets = "drivevlm_rl_oracle,vlm_rl,vlm_rl+reward.theta_max=0.5"
+    args = ["reward", "fidelity", "--presets", presets, "--scenarios", "slow_cyclist"]
     args += ["--seeds", "1", "--max-steps", "60", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "drivevlm_rl_oracle" in result.output and "AUC per scenario" in result.output
-    written = json.loads(out.read_text())
-    assert written["presets"]["drivevlm_rl_oracle"]["slow_cyclist"]["frames"] == 12
+    written = json.loads(out.read_text())["presets"]
+    assert written["drivevlm_rl_oracle"]["slow_cyclist"]["frames"] == 12
+    # The same frames, one preset with its own θmax: a wider range asks for less speed everywhere.
+    plain, wider = written["vlm_rl"][POOLED], written["vlm_rl+reward.theta_max=0.5"][POOLED]
+    assert wider["frames"] == plain["frames"] and wider["v_des_clear"] < plain["v_des_clear"]
+    assert "theta_from_truth" in plain  # None here: 60 steps bring no cyclist into the path

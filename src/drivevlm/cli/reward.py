@@ -147,26 +147,51 @@ def _print_fidelity(result: dict[str, Any]) -> None:
         f"a frame every {result['stride']} steps; v_des in km/h by distance to the nearest person in the path"
     )
     head = " ".join(f"{'v_des ' + band:>12}" for band in BANDS)
-    typer.echo(f"{'preset':<{width}}  {'AUC':>5}  {head}  {'clear':>6}  {'gate':>5}  frames")
+    typer.echo(f"{'preset':<{width}}  {'AUC':>5}  {'AUC*':>5}  {head}  {'clear':>6}  {'gate':>5}  frames")
     for name, summary in presets.items():
         pooled = summary[POOLED]
         bands = " ".join(f"{_fmt(pooled['v_des_by_band'][band]):>12}" for band in BANDS)
         typer.echo(
-            f"{name:<{width}}  {_fmt(pooled['auc_near_vs_none'], 3):>5}  {bands}  "
+            f"{name:<{width}}  {_fmt(pooled['auc_near_vs_clear'], 3):>5}  "
+            f"{_fmt(pooled['auc_near_vs_none'], 3):>5}  {bands}  "
             f"{_fmt(pooled['v_des_clear']):>6}  {_fmt(pooled['gate_rate'], 2):>5}  {pooled['frames']}"
         )
+    typer.echo(
+        "AUC: a person within 12 m in the path against nothing in the path within 20 m (no risk ahead); "
+        "AUC*: against no person within 20 m (cars ahead among the negatives)"
+    )
     scenarios = result["scenarios"]
-    typer.echo("\nAUC per scenario (near: a person within 12 m in the path; against: none within 20 m)")
+    typer.echo("\nAUC per scenario")
     typer.echo(f"{'preset':<{width}}  " + "  ".join(f"{s[:12]:>12}" for s in scenarios))
     for name, summary in presets.items():
-        cells = "  ".join(f"{_fmt(summary[s]['auc_near_vs_none'], 3):>12}" for s in scenarios)
+        cells = "  ".join(f"{_fmt(summary[s]['auc_near_vs_clear'], 3):>12}" for s in scenarios)
         typer.echo(f"{name:<{width}}  {cells}")
+    suggestions = {name: s[POOLED]["theta_from_truth"] for name, s in presets.items()}
+    if any(suggestions.values()):
+        typer.echo("\nθ from ground truth (θmin: median raw score of near frames; θmax: p25 of clear road)")
+    for name, theta in suggestions.items():
+        if theta is not None:
+            note = "" if theta["usable"] else "  (not usable: near frames score above clear road)"
+            bounds = f"theta_min {theta['theta_min']:+.4f}  theta_max {theta['theta_max']:+.4f}"
+            typer.echo(f"{name:<{width}}  {bounds}{note}")
+
+
+def _preset_with_overrides(spec: str, overrides: list[str]) -> dict[str, Any]:
+    """`name` or `name+key=value+key=value`: one preset with its own overrides after the shared ones."""
+    from drivevlm.presets import load_preset
+
+    name, *own = spec.split("+")
+    return load_preset(name, [*overrides, *own])
 
 
 @app.command("fidelity")
 def reward_fidelity(
     presets: Annotated[
-        str, typer.Option(help="Comma-separated presets to score on the same frames.")
+        str,
+        typer.Option(
+            help="Comma-separated presets to score on the same frames; `name+key=value` gives one preset "
+            "its own overrides (e.g. drivevlm_rl+reward.gate.mode=path)."
+        ),
     ] = "drivevlm_rl,vlm_rl,drivevlm_rl_oracle",
     overrides: SetOption = None,
     scenarios: Annotated[
@@ -185,12 +210,12 @@ def reward_fidelity(
     """How well each preset's reward slows the car for people in its path, measured on the same frames."""
     from drivevlm.atomic import write_atomic
     from drivevlm.inspection.fidelity import DEFAULT_SEED, FIDELITY_SCENARIOS, run_fidelity
-    from drivevlm.presets import env_section, load_preset
+    from drivevlm.presets import env_section
     from drivevlm.rewards.build import build_reward
     from drivevlm.rewards.config import reward_sections
 
     names = [p.strip() for p in presets.split(",") if p.strip()]
-    configs = {name: load_preset(name, overrides or []) for name in names}
+    configs = {name: _preset_with_overrides(name, overrides or []) for name in names}
     sections = {name: reward_sections(data) for name, data in configs.items()}
     reward_fns = {name: build_reward(reward, models) for name, (reward, models) in sections.items()}
     window = max(reward.window_frames for reward, _ in sections.values())

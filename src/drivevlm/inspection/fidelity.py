@@ -5,10 +5,13 @@ scenario for many seeds; every `stride`-th step becomes one reward request, scor
 very same frames. Ground truth comes from the world state: the nearest pedestrian or cyclist in or near the
 ego's path (ahead of it, at most `half_width_m` aside) sets the frame's distance band. Per preset, per
 scenario and pooled:
-- AUC of the risk score 1 - R_norm, frames with a person within 12 m (NEAR_BANDS) against frames with
-  none within 20 m;
+- AUC of the risk score 1 - R_norm, frames with a person within 12 m (NEAR_BANDS) against frames with no
+  risk ahead (nothing at all in the path within 20 m: the headline), and against frames with no person
+  within 20 m (which keeps the car-following frames, where slowing is right, among the negatives);
 - mean v_des per distance band (0-6, 6-12, 12-20 m, none) and on clear road (nothing in the path);
-- the gate rate and the LVLM's most frequent answers per band.
+- the gate rate and the LVLM's most frequent answers per band;
+- for the semantic presets, θ anchored on the ground truth (`suggest_theta`): the raw score
+  R_static + R_dynamic of the near frames sets θmin, that of the clear-road frames θmax.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class ScoredFrame:
     v_des: float
     gate: float
     answer: str
+    # R_static + R_dynamic before Phase I normalisation; None for presets without one (oracles, baselines).
+    score: float | None = None
 
 
 def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
@@ -111,7 +116,8 @@ def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
         by_band[frame.truth.band].append(frame)
     near = [1.0 - f.r_norm for band in NEAR_BANDS for f in by_band[band]]
     far = [1.0 - f.r_norm for f in by_band["none"]]
-    clear = [f.v_des for f in frames if f.truth.clear]
+    clear_frames = [f for f in frames if f.truth.clear]
+    clear = [f.v_des for f in clear_frames]
 
     def mean(values: Sequence[float]) -> float | None:
         return float(np.mean(values)) if values else None
@@ -122,6 +128,7 @@ def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
     }
     return {
         "frames": len(frames),
+        "auc_near_vs_clear": auc(near, [1.0 - f.r_norm for f in clear_frames]),
         "auc_near_vs_none": auc(near, far),
         "v_des_by_band": {band: mean([f.v_des for f in by_band[band]]) for band in BANDS},
         "frames_by_band": {band: len(by_band[band]) for band in BANDS},
@@ -133,11 +140,36 @@ def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
     }
 
 
+def suggest_theta(
+    frames: Sequence[ScoredFrame], near_pct: float = 50.0, clear_pct: float = 25.0
+) -> dict[str, Any] | None:
+    """θ from ground truth: θmin at the `near_pct` percentile of the raw score on frames with a person
+    within 12 m in the path, θmax at the `clear_pct` percentile on clear-road frames. So most clear frames
+    ask the full target speed and the typical near frame asks a stop, where percentiles of all frames
+    (`reward calibrate`) put the typical clear frame mid-range. None without raw scores or without both kinds
+    of frame."""
+    near = [f.score for f in frames if f.truth.band in NEAR_BANDS and f.score is not None]
+    clear = [f.score for f in frames if f.truth.clear and f.score is not None]
+    if not near or not clear:
+        return None
+    theta_min, theta_max = float(np.percentile(near, near_pct)), float(np.percentile(clear, clear_pct))
+    return {
+        "theta_min": theta_min,
+        "theta_max": theta_max,
+        "near_pct": near_pct,
+        "clear_pct": clear_pct,
+        "near_frames": len(near),
+        "clear_frames": len(clear),
+        # A model that scores near frames above clear ones has no θ to give.
+        "usable": theta_max > theta_min,
+    }
+
+
 def summarise(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
-    """Per scenario and pooled."""
+    """Per scenario and pooled; the pooled entry also carries the ground-truth θ suggestion."""
     scenarios = list(dict.fromkeys(f.scenario for f in frames))
     out = {name: _summary([f for f in frames if f.scenario == name]) for name in scenarios}
-    out[POOLED] = _summary(frames)
+    out[POOLED] = _summary(frames) | {"theta_from_truth": suggest_theta(frames)}
     return out
 
 
@@ -153,9 +185,16 @@ def _score(
             float(result.terms["v_des"]),
             float(result.terms.get("gate", 0.0)),
             result.texts.get("dynamic_goal", ""),
+            _raw_score(result.terms),
         )
         for truth, result in zip(truths, results, strict=True)
     ]
+
+
+def _raw_score(terms: Mapping[str, float]) -> float | None:
+    if "r_static" not in terms:
+        return None
+    return float(terms["r_static"]) + float(terms.get("r_dynamic", 0.0))
 
 
 def run_fidelity(
