@@ -12,8 +12,8 @@ from drivevlm.policies import POLICIES_DIR, policy_names
 CARD_SECTIONS = ("## Command", "## Figures", "`unseen_routes`", "Commit")
 
 
-def test_at_least_one_policy_is_shipped() -> None:
-    assert "drivevlm_rl_laptop" in policy_names()
+def test_a_policy_of_each_headline_method_is_shipped() -> None:
+    assert {"drivevlm_rl_laptop", "vlm_rl_laptop"} <= set(policy_names())
 
 
 @pytest.mark.parametrize("name", policy_names())
