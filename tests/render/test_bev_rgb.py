@@ -38,15 +38,32 @@ def test_each_kind_in_its_legend_colour_where_it_is(kind: ActorKind, yaw: float)
     pose = Pose(-30.0, -1.6, yaw)
     r = _renderer()
     image = r.render(make_state([actor(kind, *ego_frame_point(10.0, -3.0, pose))], pose=pose))
-    colour = palette.ACTOR_COLOURS[kind]
+    colour = palette.BEV_ACTOR_COLOURS[kind]
     assert _has(_near(image, r, 10.0, -3.0), colour)
     # Drawn once, as a compact blob around that spot.
     rows, cols = np.nonzero((image == np.array(colour, dtype=np.uint8)).all(axis=2))
     row, col = bev_pixel(224, r.pixels_per_meter, 0.25, 10.0, -3.0)
     assert np.abs(rows - row).max() <= 14 and np.abs(cols - col).max() <= 14
     for other in ActorKind:
-        if palette.ACTOR_COLOURS[other] != colour:
-            assert not colour_matches(image, palette.ACTOR_COLOURS[other], tolerance=4.0).any(), other
+        if palette.BEV_ACTOR_COLOURS[other] != colour:
+            assert not colour_matches(image, palette.BEV_ACTOR_COLOURS[other], tolerance=4.0).any(), other
+
+
+def test_people_and_riders_are_drawn_larger_than_life_in_a_colour_no_signal_has() -> None:
+    def area(renderer: BevRgbRenderer, kind: ActorKind) -> int:
+        image = renderer.render(make_state([actor(kind, *ego_frame_point(10.0, -3.0))]))
+        colour = np.array(palette.BEV_ACTOR_COLOURS[kind], dtype=np.uint8)
+        return int((image == colour).all(axis=2).sum())
+
+    true_size = BevRgbRenderer(size=224, vru_scale=1.0)
+    for kind in (ActorKind.PEDESTRIAN, ActorKind.BICYCLE):
+        assert area(_renderer(), kind) >= 3 * area(true_size, kind) > 0, kind
+    car = area(_renderer(), ActorKind.CAR)
+    assert car == area(true_size, ActorKind.CAR)  # vehicles keep their size
+    lights = palette.LIGHT_COLOURS.values()
+    assert all(np.abs(np.subtract(palette.BEV_PEDESTRIAN, c)).sum() > 200 for c in lights)
+    with pytest.raises(ValueError, match="vru_scale"):
+        BevRgbRenderer(vru_scale=0.5)
 
 
 def test_ego_is_drawn_at_its_fixed_spot() -> None:
@@ -69,7 +86,7 @@ def test_left_is_left_and_ahead_is_up() -> None:
     )
     ego_row, ego_col = bev_pixel(224, r.pixels_per_meter, 0.25, 0.0, 0.0)
     _, bike_cols = np.nonzero((image == np.array(palette.BICYCLE, dtype=np.uint8)).all(axis=2))
-    walk_rows, _ = np.nonzero((image == np.array(palette.PEDESTRIAN, dtype=np.uint8)).all(axis=2))
+    walk_rows, _ = np.nonzero((image == np.array(palette.BEV_PEDESTRIAN, dtype=np.uint8)).all(axis=2))
     assert bike_cols.mean() < ego_col - 20
     assert walk_rows.mean() < ego_row - 40
 

@@ -15,15 +15,18 @@ from drivevlm.sim.world import EgoState, WorldState
 
 _SHIFT = 3
 _SCALE = float(1 << _SHIFT)
-_COLOURS = [palette.ACTOR_COLOURS[kind] for kind in _view.KINDS_BY_CODE]
+_COLOURS = [palette.BEV_ACTOR_COLOURS[kind] for kind in _view.KINDS_BY_CODE]
 _OUTLINES = [palette.darker(colour, 0.55) for colour in _COLOURS]
+_VULNERABLE_CODES = np.array([kind.is_vulnerable for kind in _view.KINDS_BY_CODE])
 
 
 class BevRgbRenderer:
     """Renders (size, size, 3) uint8 RGB covering `view_m` metres across.
 
     `raster_ppm` is the resolution of the cached map picture the view is warped from; the front camera
-    shares that raster when both use the same cache and resolution.
+    shares that raster when both use the same cache and resolution. Pedestrians and riders are drawn
+    `vru_scale` times their size (CARLA-Roach's bird's-eye view, which VLM-RL renders, doubles walkers
+    too): at the 64 px an image-text model sees, a person at true size is one pixel.
     """
 
     def __init__(
@@ -35,12 +38,15 @@ class BevRgbRenderer:
         show_traffic_lights: bool = True,
         raster_ppm: float = 8.0,
         min_actor_m: float = 0.7,
+        vru_scale: float = 2.0,
         cache: StaticLayerCache | None = None,
     ) -> None:
         if not np.isfinite(view_m) or view_m <= 0:
             raise ValueError(f"view_m: must be a positive number of metres, got {view_m!r}")
         if not np.isfinite(raster_ppm) or raster_ppm <= 0:
             raise ValueError(f"raster_ppm: must be a positive number, got {raster_ppm!r}")
+        if not np.isfinite(vru_scale) or vru_scale < 1.0:
+            raise ValueError(f"vru_scale: must be a number >= 1, got {vru_scale!r}")
         _view.check_view(size, size / view_m, ego_from_bottom)
         self.size = int(size)
         self.view_m = float(view_m)
@@ -50,6 +56,7 @@ class BevRgbRenderer:
         self.show_traffic_lights = bool(show_traffic_lights)
         self.raster_ppm = float(raster_ppm)
         self.min_actor_m = float(min_actor_m)
+        self.vru_scale = float(vru_scale)
         self.cache = cache if cache is not None else DEFAULT_CACHE
         self._light_radius = max(2, round(0.8 * self.pixels_per_meter))
         self._route_thickness = max(1, round(1.2 * self.pixels_per_meter))
@@ -76,9 +83,10 @@ class BevRgbRenderer:
             self._draw_lights(image, state, view)
         if state.actors:
             table = _view.actor_table(state.actors)
+            codes = table[:, 5].astype(np.int64)
+            table[_VULNERABLE_CODES[codes], 3:5] *= self.vru_scale
             corners = _view.box_pixels(table, view, _SCALE, self.min_actor_m)
             fixed = np.round(corners).astype(np.int32, order="C")
-            codes = table[:, 5].astype(np.int64)
             for i in np.flatnonzero(_view.visible(corners, size, _SCALE)):
                 cv2.fillConvexPoly(image, fixed[i], _COLOURS[codes[i]], cv2.LINE_AA, _SHIFT)
                 cv2.polylines(image, [fixed[i]], True, _OUTLINES[codes[i]], 1, cv2.LINE_AA, _SHIFT)

@@ -39,6 +39,11 @@ ACTOR_COLOURS: dict[ActorKind, RGB] = {
     ActorKind.PEDESTRIAN: PEDESTRIAN,
 }
 
+# BEV RGB only: pedestrians in the camera's shirt colour would match the red signal dots, which are as
+# large; in the bird's-eye legend they are near-black, a colour nothing else there has.
+BEV_PEDESTRIAN: RGB = (16, 16, 20)
+BEV_ACTOR_COLOURS: dict[ActorKind, RGB] = ACTOR_COLOURS | {ActorKind.PEDESTRIAN: BEV_PEDESTRIAN}
+
 # Traffic light states ('r', 'y', 'g') as dots at the stop lines.
 LIGHT_RED: RGB = (255, 20, 20)
 LIGHT_YELLOW: RGB = (255, 220, 0)
