@@ -106,20 +106,22 @@ def test_summary_bands_clear_road_gate_and_answers() -> None:
     assert summary["a"]["auc_near_vs_none"] is None  # no frame without risk in scenario a
 
 
-def test_theta_from_truth_puts_near_frames_low_and_clear_road_high() -> None:
-    def frame(vru_m: float, score: float) -> ScoredFrame:
-        return ScoredFrame("s", Truth(vru_m, math.isinf(vru_m)), 0.5, 12.5, 0.0, "", score)
+def test_theta_from_truth_puts_the_low_tail_at_zero_and_clear_road_at_full_speed() -> None:
+    def frame(vru_m: float, score: float, clear: bool = True) -> ScoredFrame:
+        return ScoredFrame("s", Truth(vru_m, math.isinf(vru_m) and clear), 0.5, 12.5, 0.0, "", score)
 
     near = [frame(d, s) for d, s in zip((2.0, 5.0, 8.0, 11.0), (-0.3, -0.2, -0.1, 0.0), strict=True)]
     clear = [frame(math.inf, s) for s in (0.1, 0.2, 0.3, 0.4, 0.5)]
-    far = [frame(15.0, 5.0)]  # the 12-20 m band sets neither bound
-    theta = suggest_theta(near + clear + far)
+    car_ahead = [frame(math.inf, -0.5, clear=False)]  # counts for θmin only
+    theta = suggest_theta(near + clear + car_ahead, low_pct=0.0)
     assert theta is not None and theta["usable"]
-    assert theta["theta_min"] == pytest.approx(-0.15) and theta["theta_max"] == pytest.approx(0.2)
-    assert (theta["near_frames"], theta["clear_frames"]) == (4, 5)
-    upside_down = suggest_theta([frame(3.0, 1.0), frame(math.inf, -1.0)])
+    assert theta["theta_min"] == pytest.approx(-0.5) and theta["theta_max"] == pytest.approx(0.2)
+    assert (theta["frames"], theta["clear_frames"]) == (10, 5)
+    upside_down = suggest_theta([frame(3.0, 1.0), frame(math.inf, -1.0)], low_pct=0.0)
     assert upside_down is not None and not upside_down["usable"]
-    assert suggest_theta(clear) is None
+    assert suggest_theta(near) is None
+    pooled = summarise(near + clear + car_ahead)[POOLED]
+    assert pooled["auc_raw_near_vs_clear"] == 1.0  # lower raw scores near people, whatever θ does
 
 
 def test_the_scripted_driver_varies_with_the_seed() -> None:

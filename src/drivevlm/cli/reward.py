@@ -147,18 +147,22 @@ def _print_fidelity(result: dict[str, Any]) -> None:
         f"a frame every {result['stride']} steps; v_des in km/h by distance to the nearest person in the path"
     )
     head = " ".join(f"{'v_des ' + band:>12}" for band in BANDS)
-    typer.echo(f"{'preset':<{width}}  {'AUC':>5}  {'AUC*':>5}  {head}  {'clear':>6}  {'gate':>5}  frames")
+    typer.echo(
+        f"{'preset':<{width}}  {'AUC':>5}  {'raw':>5}  {'AUC*':>5}  {head}  {'clear':>6}  {'gate':>5}  frames"
+    )
     for name, summary in presets.items():
         pooled = summary[POOLED]
         bands = " ".join(f"{_fmt(pooled['v_des_by_band'][band]):>12}" for band in BANDS)
         typer.echo(
             f"{name:<{width}}  {_fmt(pooled['auc_near_vs_clear'], 3):>5}  "
+            f"{_fmt(pooled['auc_raw_near_vs_clear'], 3):>5}  "
             f"{_fmt(pooled['auc_near_vs_none'], 3):>5}  {bands}  "
             f"{_fmt(pooled['v_des_clear']):>6}  {_fmt(pooled['gate_rate'], 2):>5}  {pooled['frames']}"
         )
     typer.echo(
         "AUC: a person within 12 m in the path against nothing in the path within 20 m (no risk ahead); "
-        "AUC*: against no person within 20 m (cars ahead among the negatives)"
+        "raw: the same on the score before θ; AUC*: against no person within 20 m (cars ahead among the "
+        "negatives)"
     )
     scenarios = result["scenarios"]
     typer.echo("\nAUC per scenario")
@@ -168,10 +172,10 @@ def _print_fidelity(result: dict[str, Any]) -> None:
         typer.echo(f"{name:<{width}}  {cells}")
     suggestions = {name: s[POOLED]["theta_from_truth"] for name, s in presets.items()}
     if any(suggestions.values()):
-        typer.echo("\nθ from ground truth (θmin: median raw score of near frames; θmax: p25 of clear road)")
+        typer.echo("\nθ from ground truth (θmin: p5 of the raw score, all frames; θmax: p25 on clear road)")
     for name, theta in suggestions.items():
         if theta is not None:
-            note = "" if theta["usable"] else "  (not usable: near frames score above clear road)"
+            note = "" if theta["usable"] else "  (not usable: clear road scores among the lowest)"
             bounds = f"theta_min {theta['theta_min']:+.4f}  theta_max {theta['theta_max']:+.4f}"
             typer.echo(f"{name:<{width}}  {bounds}{note}")
 

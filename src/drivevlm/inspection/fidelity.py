@@ -7,11 +7,13 @@ ego's path (ahead of it, at most `half_width_m` aside) sets the frame's distance
 scenario and pooled:
 - AUC of the risk score 1 - R_norm, frames with a person within 12 m (NEAR_BANDS) against frames with no
   risk ahead (nothing at all in the path within 20 m: the headline), and against frames with no person
-  within 20 m (which keeps the car-following frames, where slowing is right, among the negatives);
+  within 20 m (which keeps the car-following frames, where slowing is right, among the negatives); for the
+  semantic presets also on the raw score R_static + R_dynamic, before θ clips it (ties at 0 or 1 count
+  half, so a θ that saturates many frames lowers the first AUC but not this one);
 - mean v_des per distance band (0-6, 6-12, 12-20 m, none) and on clear road (nothing in the path);
 - the gate rate and the LVLM's most frequent answers per band;
 - for the semantic presets, θ anchored on the ground truth (`suggest_theta`): the raw score
-  R_static + R_dynamic of the near frames sets θmin, that of the clear-road frames θmax.
+  R_static + R_dynamic of all frames sets θmin, that of the clear-road frames θmax.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
     return {
         "frames": len(frames),
         "auc_near_vs_clear": auc(near, [1.0 - f.r_norm for f in clear_frames]),
+        # The same ranking on the raw score, before θ clips it: the models' own discrimination.
+        "auc_raw_near_vs_clear": _raw_auc(by_band, clear_frames),
         "auc_near_vs_none": auc(near, far),
         "v_des_by_band": {band: mean([f.v_des for f in by_band[band]]) for band in BANDS},
         "frames_by_band": {band: len(by_band[band]) for band in BANDS},
@@ -140,27 +144,32 @@ def _summary(frames: Sequence[ScoredFrame]) -> dict[str, Any]:
     }
 
 
+def _raw_auc(by_band: Mapping[str, Sequence[ScoredFrame]], clear: Sequence[ScoredFrame]) -> float | None:
+    near = [-f.score for band in NEAR_BANDS for f in by_band[band] if f.score is not None]
+    return auc(near, [-f.score for f in clear if f.score is not None])
+
+
 def suggest_theta(
-    frames: Sequence[ScoredFrame], near_pct: float = 50.0, clear_pct: float = 25.0
+    frames: Sequence[ScoredFrame], low_pct: float = 5.0, clear_pct: float = 25.0
 ) -> dict[str, Any] | None:
-    """θ from ground truth: θmin at the `near_pct` percentile of the raw score on frames with a person
-    within 12 m in the path, θmax at the `clear_pct` percentile on clear-road frames. So most clear frames
-    ask the full target speed and the typical near frame asks a stop, where percentiles of all frames
-    (`reward calibrate`) put the typical clear frame mid-range. None without raw scores or without both kinds
-    of frame."""
-    near = [f.score for f in frames if f.truth.band in NEAR_BANDS and f.score is not None]
+    """θ anchored on ground truth: θmin at the `low_pct` percentile of the raw score over all frames (the
+    lower anchor `reward calibrate` uses), θmax at the `clear_pct` percentile of the clear-road frames. The
+    percentiles of all frames (`reward calibrate`) put the typical clear-road frame mid-range, so clear road
+    asked about half the target speed; here most clear-road frames ask the full target speed. None without
+    raw scores or without clear-road frames."""
+    scores = [f.score for f in frames if f.score is not None]
     clear = [f.score for f in frames if f.truth.clear and f.score is not None]
-    if not near or not clear:
+    if not clear:
         return None
-    theta_min, theta_max = float(np.percentile(near, near_pct)), float(np.percentile(clear, clear_pct))
+    theta_min, theta_max = float(np.percentile(scores, low_pct)), float(np.percentile(clear, clear_pct))
     return {
         "theta_min": theta_min,
         "theta_max": theta_max,
-        "near_pct": near_pct,
+        "low_pct": low_pct,
         "clear_pct": clear_pct,
-        "near_frames": len(near),
+        "frames": len(scores),
         "clear_frames": len(clear),
-        # A model that scores near frames above clear ones has no θ to give.
+        # A model whose clear-road frames score among its lowest has no θ to give.
         "usable": theta_max > theta_min,
     }
 
