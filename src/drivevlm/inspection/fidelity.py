@@ -155,8 +155,9 @@ def suggest_theta(
     """θ anchored on ground truth: θmin at the `low_pct` percentile of the raw score over all frames (the
     lower anchor `reward calibrate` uses), θmax at the `clear_pct` percentile of the clear-road frames. The
     percentiles of all frames (`reward calibrate`) put the typical clear-road frame mid-range, so clear road
-    asked about half the target speed; here most clear-road frames ask the full target speed. None without
-    raw scores or without clear-road frames."""
+    asked about half the target speed; here most clear-road frames ask the full target speed. With the
+    bundled models it also clips most frames near people to full speed (README, "Reward fidelity"), so it
+    is printed as a suggestion and the presets keep p5/p95. None without raw scores or clear-road frames."""
     scores = [f.score for f in frames if f.score is not None]
     clear = [f.score for f in frames if f.truth.clear and f.score is not None]
     if not clear:
