@@ -171,7 +171,7 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
     sets = [arg for s in TINY_TRAIN for arg in ("--set", s)]
     args = ["benchmark", "--methods", "chen_sac,tirl_sac", "--seeds", "2", "--steps", "320",
             "--episodes", "2", "--eval-max-steps", "100", "--jobs", "2", "--out", out, *sets,
-            "--json"]  # fmt: skip
+            "--suite", "unseen_routes", "--json"]  # fmt: skip
     code, out_text, err = _run(*args)
     assert code == 0, err + out_text
     summary = json.loads(out_text.splitlines()[-1])
@@ -190,5 +190,16 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
     # A second call finds every run finished and only rewrites the tables.
     code, out_text, _ = _run(*args)
     assert code == 0 and out_text.count("skip ") == 4
+    # Asking for more suites evaluates the trained runs on them (no training) and adds their tables.
+    before = (run / "summary.json").read_text()
+    more = [*args[:-3], "--suite", "unseen_routes,scenario_pedestrian_crossing", "--json"]
+    code, out_text, err = _run(*more)
+    assert code == 0, err + out_text
+    assert (run / "summary.json").read_text() == before
+    assert "| VCR | VCS |" in (out / "testing_scenario_pedestrian_crossing.md").read_text()
+    assert "| VCR | VCS | SR |" in (out / "vru_collisions.md").read_text()
+    bench = json.loads((out / "benchmark.json").read_text())
+    suites = set(bench["runs"]["tirl_sac/seed-0"]["suites"])
+    assert suites == {"unseen_routes", "scenario_pedestrian_crossing"}
     bad = _run("benchmark", "--methods", "no_such_method", "--out", tmp_path / "b2")
     assert bad[0] == 2 and "methods: unknown value 'no_such_method'" in bad[2]

@@ -109,6 +109,21 @@ def test_success_collisions_and_extreme_setting() -> None:
     assert m.extreme_collision_count(eps) == 2
 
 
+def test_collisions_with_pedestrians_and_riders() -> None:
+    eps = _episodes()
+    # Only ep2 hit a vulnerable road user (a pedestrian at 18 km/h); ep3's car does not count.
+    assert m.vru_collision_rate(eps) == pytest.approx(0.25)
+    assert m.vru_collision_speed(eps) == pytest.approx(18.0)
+    rider = EpisodeLog.from_steps(
+        [6, 4], [1, 2], collision=[True, True], collision_kind=["bicycle", "car"], collision_speed_kmh=[6, 4],
+        route_completion=[0.1, 0.2],
+    )  # fmt: skip
+    # Two VRU events (18 and 6 km/h) in two of five episodes; the car hit at 4 km/h is left out.
+    assert m.vru_collision_rate([*eps, rider]) == pytest.approx(0.4)
+    assert m.vru_collision_speed([*eps, rider]) == pytest.approx(12.0)
+    assert m.vru_collision_speed([eps[0], eps[2]]) == 0.0
+
+
 def test_driving_score_and_infractions_per_km() -> None:
     eps = _episodes()
     assert m.infraction_counts(eps[0]) == {"lane_invasion": 1}
@@ -137,6 +152,7 @@ def test_table_dicts_hold_the_paper_columns() -> None:
     assert test["CS"] == pytest.approx(13.5)
     assert test["RC"] == pytest.approx(0.825)
     assert test["SR"] == pytest.approx(0.25)
+    assert test["VCR"] == pytest.approx(0.25) and test["VCS"] == pytest.approx(18.0)
 
 
 def test_empty_or_wrong_input_is_a_clear_error() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from drivevlm.eval.suites import SCRIPTED_SCENARIOS, SUITE_NAMES, SuiteError, get_suite
+from drivevlm.eval.suites import (
+    SCRIPTED_SCENARIOS,
+    SUITE_NAMES,
+    VRU_SUITES,
+    SuiteError,
+    get_suite,
+    suite_list,
+)
 from drivevlm.sim.scenarios import SCENARIOS
 
 
@@ -55,3 +62,13 @@ def test_bad_names_are_errors_naming_the_allowed_values() -> None:
         get_suite("unseen_routes", episodes=0)
     with pytest.raises(SuiteError, match="simulator"):
         get_suite("unseen_routes", simulator="gazebo")
+
+
+def test_suite_lists_expand_groups_keep_order_and_name_bad_entries() -> None:
+    assert suite_list("unseen_routes,unseen_towns,vru") == ("unseen_routes", "unseen_towns", *VRU_SUITES)
+    assert suite_list(" scenario_slow_cyclist , vru") == VRU_SUITES[2:3] + tuple(
+        s for s in VRU_SUITES if s != "scenario_slow_cyclist"
+    )
+    assert set(VRU_SUITES) <= set(SUITE_NAMES)
+    with pytest.raises(SuiteError, match=r"suite: unknown value 'mars'; allowed: .*vru"):
+        suite_list("unseen_routes,mars")

@@ -96,8 +96,14 @@ def benchmark(
     ),
     seeds: int = 3,
     steps: Annotated[int, typer.Option(help="Training steps per run.")] = 100_000,
-    suite: str = "unseen_routes",
-    episodes: Annotated[int, typer.Option(help="Evaluation episodes per run.")] = 10,
+    suite: Annotated[
+        str,
+        typer.Option(
+            help="Suites each run is evaluated on, comma-separated; the first fills Table 2 (4), `vru` names "
+            "the five scenario suites with pedestrians and cyclists."
+        ),
+    ] = "unseen_routes,unseen_towns,vru",
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes per suite and run.")] = 10,
     out: Annotated[Path, typer.Option(help="Benchmark folder.")] = Path("out/benchmark"),
     jobs: Annotated[int, typer.Option(help="Runs in parallel (one process each).")] = 1,
     overrides: SetOption = None,
@@ -110,11 +116,12 @@ def benchmark(
 ) -> None:
     """Train and evaluate every method x seed (resumable), then write the paper's tables and curves."""
     from drivevlm.eval.experiments import run_benchmark
+    from drivevlm.eval.suites import suite_list
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_benchmark(
-        out, names, seeds, steps, suite, episodes, overrides or [], experiment, jobs, configs, eval_max_steps,
-        progress=typer.echo,
+        out, names, seeds, steps, suite_list(suite), episodes, overrides or [], experiment, jobs, configs,
+        eval_max_steps, progress=typer.echo,
     )  # fmt: skip
     for path in result.tables.values():
         if path.endswith(".md"):

@@ -6,8 +6,10 @@ Layout of a benchmark folder:
         job.log                     the job's stdout and stderr
         training/episodes-rank<r>.jsonl   every training episode (EpisodeLog + the step it ended at)
         training/episodes.csv       the same as a per-episode curve log (TrainingCurveLog columns)
-        eval/<suite>.json           the testing metrics
-    <out>/table1_training.md/.csv, table2_testing.md/.csv (or table3/table4 for no_collision_penalty),
+        eval/<suite>.json           the testing metrics, one file per suite
+    <out>/table1_training.md/.csv, table2_testing.md/.csv (or table3/table4 for no_collision_penalty) on
+    the first suite, testing_<suite>.md/.csv on each other suite, vru_collisions.md/.csv (the VRU suites
+    pooled),
     <out>/training_curves.png, <out>/benchmark.json
 
 Planning and running the jobs: `eval.jobs`; the per-episode training logs that Table 1 and the curves
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivevlm.eval.jobs import DEFAULT_METHODS, DISPLAY_NAMES, Job, eval_path, plan_jobs, run_jobs
+from drivevlm.eval.jobs import DEFAULT_METHODS, DISPLAY_NAMES, Job, eval_path, evaluated, plan_jobs, run_jobs
 from drivevlm.eval.training_episodes import EPISODES_FILE, read_training_episodes
 
 
@@ -38,27 +40,56 @@ class BenchmarkResult:
     seconds: float = 0.0
 
 
+def _vru_pooled(job: Job) -> dict[str, float] | None:
+    """Testing metrics over the episodes of every VRU suite of the job; None until all are evaluated."""
+    from drivevlm.eval.episode_log import load_episode_logs
+    from drivevlm.eval.metrics import testing_metrics
+    from drivevlm.eval.suites import VRU_SUITES
+
+    suites = [suite for suite in job.suites if suite in VRU_SUITES]
+    if not suites or not all(evaluated(job, suite) for suite in suites):
+        return None
+    folder = Path(job.run_dir) / "eval"
+    return testing_metrics([log for s in suites for log in load_episode_logs(folder / f"{s}.episodes.jsonl")])
+
+
 def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> BenchmarkResult:
-    """Tables (training and testing, mean ± std over seeds), curves and benchmark.json from finished jobs."""
+    """Tables (training, testing per suite, VRU collisions; mean ± std over seeds), curves and the runs
+    summary from the jobs evaluated so far. A job without its first suite's evaluation counts as failed."""
     from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.report import TABLE1_COLUMNS as T1
-    from drivevlm.eval.report import TABLE2_COLUMNS, TABLE3_COLUMNS, plot_training_curves, write_table
+    from drivevlm.eval.report import (
+        TABLE2_COLUMNS,
+        TABLE3_COLUMNS,
+        VRU_COLUMNS,
+        plot_training_curves,
+        write_table,
+    )
+    from drivevlm.eval.suites import VRU_SUITES
 
     result = BenchmarkResult(out, experiment)
     training: dict[str, list[dict[str, float]]] = {}
-    testing: dict[str, list[dict[str, float]]] = {}
+    testing: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for job in jobs for s in job.suites}
+    vru: dict[str, list[dict[str, float]]] = {}
     curves: dict[str, list[Path]] = {}
     for job in jobs:
         run = Path(job.run_dir)
         name = DISPLAY_NAMES.get(job.method, job.method)
-        evaluation = eval_path(job)
-        episodes = [log for _, log in read_training_episodes(run)]
-        if not evaluation.is_file():
+        if not evaluated(job, job.suites[0]):
             result.failed.append(job.run_dir)
             continue
-        tested = json.loads(evaluation.read_text())["metrics"]
+        suites = {
+            suite: json.loads(eval_path(job, suite).read_text())["metrics"]
+            for suite in job.suites
+            if evaluated(job, suite)
+        }
+        for suite, metrics in suites.items():
+            testing[suite].setdefault(name, []).append(metrics)
+        pooled = _vru_pooled(job)
+        if pooled is not None:
+            vru.setdefault(name, []).append(pooled)
+        episodes = [log for _, log in read_training_episodes(run)]
         trained = training_metrics(episodes) if episodes else None
-        testing.setdefault(name, []).append(tested)
         if trained is not None:
             training.setdefault(name, []).append(trained)
             curves.setdefault(name, []).append(run / "training" / EPISODES_FILE)
@@ -66,16 +97,25 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
             "run_dir": job.run_dir,
             "training": trained,
             "training_episodes": len(episodes),
-            "testing": tested,
+            "testing": suites[job.suites[0]],
+            "suites": suites,
+            "vru_pooled": pooled,
         }
-    if experiment == "no_collision_penalty":
-        specs = [("table3_training", training, TABLE3_COLUMNS, "Training, no reward after collision")]
-        specs.append(("table4_testing", testing, TABLE2_COLUMNS, "Testing, no reward after collision"))
-    else:
-        specs = [
-            ("table1_training", training, T1, "Training"),
-            ("table2_testing", testing, TABLE2_COLUMNS, "Testing"),
-        ]
+    first = jobs[0].suites[0] if jobs else ""
+    extreme = experiment == "no_collision_penalty"
+    specs = [
+        ("table3_training" if extreme else "table1_training", training, TABLE3_COLUMNS if extreme else T1,
+         "Training, no reward after collision" if extreme else "Training"),
+        ("table4_testing" if extreme else "table2_testing", testing.get(first, {}), TABLE2_COLUMNS,
+         f"Testing on {first}" + (", no reward after collision" if extreme else "")),
+    ]  # fmt: skip
+    for suite, results in testing.items():
+        if suite != first:
+            columns = (*TABLE2_COLUMNS, "VCR", "VCS") if suite in VRU_SUITES else TABLE2_COLUMNS
+            specs.append((f"testing_{suite}", results, columns, f"Testing on {suite}"))
+    specs.append(
+        ("vru_collisions", vru, VRU_COLUMNS, "Collisions with pedestrians and riders, all VRU suites pooled")
+    )
     for name, results, columns, title in specs:
         if results:
             md, csv_path = write_table(results, columns, out / f"{name}.md", out / f"{name}.csv", title)
@@ -91,7 +131,7 @@ def run_benchmark(
     methods: Sequence[str] = DEFAULT_METHODS,
     seeds: int = 3,
     steps: int = 100_000,
-    suite: str = "unseen_routes",
+    suites: Sequence[str] = ("unseen_routes",),
     eval_episodes: int = 10,
     overrides: Sequence[str] = (),
     experiment: str = "main",
@@ -104,7 +144,7 @@ def run_benchmark(
     started = time.monotonic()
     out = Path(out)
     jobs = plan_jobs(
-        out, methods, seeds, steps, suite, eval_episodes, overrides, experiment, configs, eval_max_steps
+        out, methods, seeds, steps, suites, eval_episodes, overrides, experiment, configs, eval_max_steps
     )
     failed = run_jobs(jobs, parallel, progress)
     result = collect_tables(jobs, out, experiment)
@@ -115,7 +155,7 @@ def run_benchmark(
         "methods": list(methods),
         "seeds": seeds,
         "steps": steps,
-        "suite": suite,
+        "suites": list(jobs[0].suites),
         "eval_episodes": eval_episodes,
         "overrides": list(overrides),
         "runs": result.runs,

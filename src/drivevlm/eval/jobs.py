@@ -82,7 +82,8 @@ class Job:
     seed: int
     run_dir: str
     config: dict[str, Any]
-    suite: str
+    # Every suite the policy is evaluated on; the first is the testing table's (Table 2 / 4).
+    suites: tuple[str, ...]
     eval_episodes: int
     eval_max_steps: int | None = None
 
@@ -91,22 +92,27 @@ class Job:
         return int(self.config["train"]["total_timesteps"])
 
 
-def eval_path(job: Job) -> Path:
-    return Path(job.run_dir) / "eval" / f"{job.suite}.json"
+def eval_path(job: Job, suite: str) -> Path:
+    return Path(job.run_dir) / "eval" / f"{suite}.json"
+
+
+def evaluated(job: Job, suite: str) -> bool:
+    """Evaluated on `suite` with the wanted episode count."""
+    path = eval_path(job, suite)
+    return path.is_file() and json.loads(path.read_text()).get("episodes") == job.eval_episodes
 
 
 def job_finished(job: Job) -> bool:
-    """Trained to the target and evaluated on the suite with the wanted episode count."""
-    run = Path(job.run_dir)
-    summary, evaluation = run / "summary.json", eval_path(job)
-    if not summary.is_file() or not evaluation.is_file():
+    """Trained to the target and evaluated on every suite with the wanted episode count."""
+    summary = Path(job.run_dir) / "summary.json"
+    if not summary.is_file() or json.loads(summary.read_text()).get("steps", 0) < job.steps:
         return False
-    trained = json.loads(summary.read_text()).get("steps", 0) >= job.steps
-    return bool(trained and json.loads(evaluation.read_text()).get("episodes") == job.eval_episodes)
+    return all(evaluated(job, suite) for suite in job.suites)
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """Train (fresh or resumed) and evaluate one (method, seed); returns the evaluation summary."""
+def run_job(job: Job) -> dict[str, dict[str, Any]]:
+    """Train (fresh or resumed) and evaluate one (method, seed) on each suite not yet evaluated; returns
+    the evaluation summaries by suite."""
     from drivevlm.eval.evaluate import evaluate_run
     from drivevlm.rewards.build import build_reward
     from drivevlm.rewards.config import reward_sections
@@ -154,10 +160,14 @@ def run_job(job: Job) -> dict[str, Any]:
             env_factory=factory,
         )
     write_episode_curve(run)
-    evaluation = eval_path(job)
-    if evaluation.is_file() and json.loads(evaluation.read_text()).get("episodes") == job.eval_episodes:
-        return dict(json.loads(evaluation.read_text()))
-    return evaluate_run(run, job.suite, job.eval_episodes, max_episode_steps=job.eval_max_steps)
+    summaries = {}
+    for suite in job.suites:
+        if evaluated(job, suite):
+            summaries[suite] = dict(json.loads(eval_path(job, suite).read_text()))
+        else:
+            limit = job.eval_max_steps
+            summaries[suite] = evaluate_run(run, suite, job.eval_episodes, max_episode_steps=limit)
+    return summaries
 
 
 def run_config_steps(run: Path) -> int:
@@ -172,29 +182,29 @@ def plan_jobs(
     methods: Sequence[str],
     seeds: int,
     steps: int,
-    suite: str,
+    suites: Sequence[str],
     eval_episodes: int,
     overrides: Sequence[str] = (),
     experiment: str = "main",
     configs: Path | None = None,
     eval_max_steps: int | None = None,
 ) -> list[Job]:
-    from drivevlm.eval.suites import SUITE_NAMES, SuiteError
+    from drivevlm.eval.suites import suite_list
 
-    if suite not in SUITE_NAMES:
-        raise SuiteError(f"suite: unknown value {suite!r}; allowed: {', '.join(SUITE_NAMES)}")
+    suites = suite_list(",".join(suites))
     if not methods:
         raise ConfigError("methods: give at least one preset name")
     if seeds < 1:
         raise ConfigError(f"seeds: must be >= 1, got {seeds}")
     if steps < 1:
         raise ConfigError(f"steps: must be >= 1, got {steps}")
+    # Seed by seed, so that a benchmark stopped halfway has every method on its first seeds.
     jobs = []
-    for method in methods:
-        for seed in range(seeds):
+    for seed in range(seeds):
+        for method in methods:
             config = job_config(method, seed, steps, overrides, experiment, configs)
             run_dir = out / "runs" / method / f"seed-{seed}"
-            jobs.append(Job(method, seed, str(run_dir), config, suite, eval_episodes, eval_max_steps))
+            jobs.append(Job(method, seed, str(run_dir), config, suites, eval_episodes, eval_max_steps))
     return jobs
 
 
@@ -258,9 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = json.loads(Path(args[0]).read_text())
-    job = Job(**data)
-    summary = run_job(job)
-    metrics: Mapping[str, Any] = summary.get("metrics", {})
+    job = Job(**{**data, "suites": tuple(data["suites"])})
+    summaries = run_job(job)
+    metrics: Mapping[str, Any] = {suite: summary.get("metrics", {}) for suite, summary in summaries.items()}
     print(json.dumps({"run_dir": job.run_dir, "metrics": metrics}, default=float))
     return 0
 

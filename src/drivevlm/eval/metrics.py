@@ -16,6 +16,9 @@ Definitions follow the DriveVLM-RL tables and VLM-RL's logging code (facts, not 
       (collisions x 1000 / episode distance in m, collisions x 1000 / episode steps), averaged over the
       episodes that had a collision; 0 when none had. Pooled rates over all episodes are given too.
 - SR  success rate; AC average collisions per episode.
+- VCR / VCS: collisions with vulnerable road users (a pedestrian, or a rider of a bicycle or motorcycle):
+      the share of episodes with at least one, and the ego speed at those impacts averaged over them
+      (0 when none, as CS). Not in the paper's tables; its VRU claims are what they measure.
 - ExtCR / ExtCol: under the no-reward-after-collision setting, the collision rate over the whole run
       (collision episodes / episodes) and the cumulative collision count. The paper body was not
       readable, so this reading of the two columns is an assumption (documented in the README table).
@@ -37,6 +40,8 @@ import numpy as np
 from drivevlm.eval.episode_log import EpisodeLog
 
 COLLISION_RATE_WINDOW = 100
+
+VRU_KINDS = frozenset({"pedestrian", "bicycle", "motorcycle"})
 
 DEFAULT_PENALTIES: dict[str, float] = {
     "collision_pedestrian": 0.50,
@@ -88,6 +93,21 @@ def collision_speed_per_event(episodes: Sequence[EpisodeLog]) -> float:
     """Testing CS: ego speed at impact averaged over collision events only, km/h (0 when none)."""
     speeds = np.concatenate([ep.collision_speed_kmh[ep.collision] for ep in _check(episodes)])
     return float(speeds.mean()) if speeds.size else 0.0
+
+
+def _vru_steps(ep: EpisodeLog) -> list[int]:
+    return [int(step) for step in ep.collision_steps if ep.collision_kind[step] in VRU_KINDS]
+
+
+def vru_collision_rate(episodes: Sequence[EpisodeLog]) -> float:
+    """VCR: share of episodes with at least one collision with a pedestrian or a rider."""
+    return float(np.mean([bool(_vru_steps(ep)) for ep in _check(episodes)]))
+
+
+def vru_collision_speed(episodes: Sequence[EpisodeLog]) -> float:
+    """VCS: ego speed at impacts with pedestrians and riders, mean over those events, km/h (0 when none)."""
+    speeds = [float(ep.collision_speed_kmh[step]) for ep in _check(episodes) for step in _vru_steps(ep)]
+    return float(np.mean(speeds)) if speeds else 0.0
 
 
 def collision_rate(episodes: Sequence[EpisodeLog], window: int = COLLISION_RATE_WINDOW) -> float:
@@ -239,7 +259,7 @@ def training_metrics(
 
 
 def testing_metrics(episodes: Sequence[EpisodeLog]) -> dict[str, float]:
-    """Table 2 (testing) columns, plus driving score and infractions per km."""
+    """Table 2 (testing) columns, plus driving score, infractions per km and the VRU collisions."""
     _check(episodes)
     return {
         "AS": average_speed(episodes),
@@ -250,6 +270,8 @@ def testing_metrics(episodes: Sequence[EpisodeLog]) -> dict[str, float]:
         "AC": average_collisions(episodes),
         "DS": driving_score(episodes),
         "IPK": infractions_per_km(episodes),
+        "VCR": vru_collision_rate(episodes),
+        "VCS": vru_collision_speed(episodes),
         "episodes": float(len(episodes)),
     }
 

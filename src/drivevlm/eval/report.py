@@ -33,10 +33,12 @@ TABLE3_COLUMNS = ("AS", "RC", "TD", "CR", "ICT", "ExtCR", "ExtCol")
 # Decimals as the paper prints them; None for metrics the paper does not report.
 DECIMALS = {
     "AS": 2, "RC": 2, "TD": 2, "CS": 3, "CR": 3, "ICT": 0, "DCF": 2, "TCF": 3,
-    "SR": 2, "AC": 2, "ExtCR": 3, "ExtCol": 1, "DS": 3, "IPK": 2,
+    "SR": 2, "AC": 2, "ExtCR": 3, "ExtCol": 1, "DS": 3, "IPK": 2, "VCR": 2, "VCS": 2,
 }  # fmt: skip
 HIGHER_IS_BETTER = frozenset({"AS", "RC", "TD", "ICT", "SR", "DS"})
-LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", "IPK"})
+LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", "IPK", "VCR", "VCS"})
+# Collisions with pedestrians and riders (VCR, VCS) beside the paper's testing columns, for VRU suites.
+VRU_COLUMNS = ("VCR", "VCS", "SR", "AC", "CS")
 
 # Not episode_reward: in training the env returns provisional rewards, the learner's come later from the
 # annotator, so the training curve has no episode return to plot.
@@ -416,11 +418,15 @@ def write_report(
     if bench_file.is_file():
         bench = json.loads(bench_file.read_text())
         training: dict[str, list[dict[str, float]]] = {}
-        testing: dict[str, list[dict[str, float]]] = {}
+        testing: dict[str, dict[str, list[dict[str, float]]]] = {suite: {} for suite in bench["suites"]}
+        vru: dict[str, list[dict[str, float]]] = {}
         for key, run in bench["runs"].items():
             method = key.split("/")[0]
             name = DISPLAY_NAMES.get(method, method)
-            testing.setdefault(name, []).append(run["testing"])
+            for suite, metrics in run["suites"].items():
+                testing[suite].setdefault(name, []).append(metrics)
+            if run.get("vru_pooled"):
+                vru.setdefault(name, []).append(run["vru_pooled"])
             if run.get("training"):
                 training.setdefault(name, []).append(run["training"])
             if key.endswith("seed-0"):
@@ -431,7 +437,11 @@ def write_report(
                 training,
                 TABLE3_COLUMNS if extreme else TABLE1_COLUMNS,
             )
-        tables[f"Testing on {bench['suite']}"] = (testing, (*TABLE2_COLUMNS, "DS", "IPK"))
+        for suite, results in testing.items():
+            if results:
+                tables[f"Testing on {suite}"] = (results, (*TABLE2_COLUMNS, "DS", "IPK", "VCR", "VCS"))
+        if vru:
+            tables["Collisions with pedestrians and riders, all VRU suites pooled"] = (vru, VRU_COLUMNS)
         if bench.get("curves") and Path(bench["curves"]).is_file():
             images.append(Path(bench["curves"]))
         methods = ", ".join(bench["methods"])

@@ -35,6 +35,17 @@ SUITE_NAMES: tuple[str, ...] = (
     *(f"scenario_{name}" for name in SCRIPTED_SCENARIOS),
 )
 
+# The scenario suites where a vulnerable road user is at risk: where the dynamic pathway should matter.
+VRU_SUITES: tuple[str, ...] = (
+    "scenario_pedestrian_crossing",
+    "scenario_occluded_pedestrian",
+    "scenario_slow_cyclist",
+    "scenario_cyclist_merge",
+    "scenario_oncoming_cyclist",
+)
+# Names that stand for several suites where a list of suites is asked for.
+SUITE_GROUPS: dict[str, tuple[str, ...]] = {"vru": VRU_SUITES}
+
 
 class SuiteError(ValueError):
     """An unknown suite or an invalid suite parameter; the message names it and the allowed values."""
@@ -71,6 +82,19 @@ class Suite:
     description: str
     simulator: str
     episodes: tuple[SuiteEpisode, ...]
+
+
+def suite_list(text: str) -> tuple[str, ...]:
+    """Comma-separated suite names and groups (`vru`) as suite names, in order, each once."""
+    names: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        for name in SUITE_GROUPS.get(item, (item,)):
+            if name not in SUITE_NAMES:
+                allowed = ", ".join((*SUITE_NAMES, *SUITE_GROUPS))
+                raise SuiteError(f"suite: unknown value {name!r}; allowed: {allowed}")
+            if name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 def _eval_routes(simulator: str, town: str) -> int:
