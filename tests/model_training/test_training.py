@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from drivevlm.data.generate import generate_dataset
-from drivevlm.model_training.evaluate import evaluate_models, train_models
+from drivevlm.model_training.bundle import train_models
+from drivevlm.model_training.evaluate import evaluate_models
 from drivevlm.model_training.train_detector import export_yolo
 from drivevlm.models.clip.aligned import AlignedClipEncoder
 from drivevlm.models.detectors.tiny import TinyDetector

@@ -123,7 +123,7 @@ def train(
 
     The shipped detector (four stages) and small VLM need the flags their MODEL_CARD.md lists.
     """
-    from drivevlm.model_training.evaluate import train_models
+    from drivevlm.model_training.bundle import train_models
     from drivevlm.model_training.train_aligned_clip import ClipTrainConfig
     from drivevlm.model_training.train_detector import DetectorTrainConfig
 

@@ -1,5 +1,5 @@
 """Training code for the small models this project ships (bundled under drivevlm/models/bundled/).
 
-`drivevlm.model_training.evaluate` holds `train_models` / `evaluate_models` for the image-text model
-and the detector; `train_tiny_vlm` trains the small VLM.
+`bundle.train_models` trains the image-text model and the detector, `evaluate.evaluate_models` measures
+them on held-out data; `train_tiny_vlm` trains the small VLM.
 """

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from drivevlm.models.base import Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.vehicle_signals import VehicleSignals
 
 
@@ -41,3 +42,13 @@ class RewardFunction(Protocol):
     needs_frames: bool
 
     def __call__(self, requests: Sequence[RewardRequest]) -> list[RewardTerms]: ...
+
+
+class ModelSource(Protocol):
+    """What a reward preset's builder asks for its models (`rewards.build.ModelProvider` is the real one)."""
+
+    def encoder(self) -> ImageTextEncoder: ...
+
+    def detector(self) -> Detector: ...
+
+    def vlm(self) -> VisionLanguageModel: ...

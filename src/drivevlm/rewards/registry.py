@@ -1,6 +1,6 @@
 """Reward presets by name: a new baseline is one builder function plus `@register_preset("name")`.
 
-A builder takes the validated `RewardConfig` and a `ModelProvider` (which creates the models it asks for,
+A builder takes the validated `RewardConfig` and a `ModelSource` (which creates the models it asks for,
 lazily) and returns a `RewardFunction`. Oracle presets carry "oracle" in their name so they are never
 mistaken for a model-based reward.
 """
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from drivevlm.rewards.base import RewardFunction
-    from drivevlm.rewards.build import ModelProvider
-    from drivevlm.rewards.config import RewardConfig
+    from drivevlm.rewards.base import ModelSource, RewardFunction
 
-PresetBuilder = Callable[["RewardConfig", "ModelProvider"], "RewardFunction"]
+# The first argument is the validated `rewards.config.RewardConfig`; it is not named here because the
+# config imports this registry to check preset names.
+PresetBuilder = Callable[[Any, "ModelSource"], "RewardFunction"]
 
 _PRESETS: dict[str, PresetBuilder] = {}
 # Modules whose import registers the built-in presets.
