@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.driving_factors import shaping_terms
 from drivevlm.models.base import Detection
 from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.base import RewardRequest, RewardTerms
-from drivevlm.rewards.synthesis import final_reward, shaping_terms
+from drivevlm.rewards.synthesis import final_reward
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from drivevlm import ENV_ID as ENV_ID
 from drivevlm.config import EnvConfig, build
+from drivevlm.driving_factors import ShapingParams, shaping_terms
 from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
-from drivevlm.rewards.synthesis import ShapingParams, final_reward, shaping_terms
 from drivevlm.route_tracking import RouteProgress, RouteTracker
 from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
@@ -296,7 +296,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             signals.center_offset_std_m,
             ShapingParams(target_speed_kmh=self.config.target_speed_kmh),
         )
-        return float(final_reward(terms["r_shaping"], signals.collided, PROVISIONAL_COLLISION_PENALTY))
+        return PROVISIONAL_COLLISION_PENALTY if signals.collided else float(terms["r_shaping"])
 
     @staticmethod
     def _waiting(state: WorldState, signals: VehicleSignals) -> bool:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from drivevlm.driving_factors import shaping_terms
 from drivevlm.rewards.base import RewardRequest, RewardTerms
-from drivevlm.rewards.synthesis import final_reward, shaping_terms
+from drivevlm.rewards.synthesis import final_reward
 
 
 class SignalsReward:

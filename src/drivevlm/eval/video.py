@@ -136,8 +136,8 @@ def drive_video(
     fps: int = FPS,
 ) -> DriveResult:
     """Drive one episode (at most `steps` steps) and write its video; one frame per step, the reset first."""
+    from drivevlm.driving_factors import ShapingParams, shaping_terms
     from drivevlm.env import DriveEnv
-    from drivevlm.rewards.synthesis import ShapingParams, shaping_terms
 
     update: dict[str, Any] = {"render_frames": True, "training": False}
     if steps is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from drivevlm.driving_factors import ShapingParams, shaping_terms
 from drivevlm.models.lvlm.prompts import load_prompt
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.rewards.build import ModelProvider
@@ -20,7 +21,7 @@ from drivevlm.rewards.dynamic import AttentionGate, DynamicPathway, GroundCamera
 from drivevlm.rewards.registry import register_preset
 from drivevlm.rewards.signals import signal_arrays, terms_rows
 from drivevlm.rewards.static import StaticPathway
-from drivevlm.rewards.synthesis import ShapingParams, final_reward, normalise, shaping_terms
+from drivevlm.rewards.synthesis import final_reward, normalise
 
 
 @dataclass(frozen=True, slots=True)
