@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from drivevlm.annotation.config import AnnotatorConfig
 from drivevlm.annotation.queue import PendingRewards, PendingTransition
+from drivevlm.retry import call_with_retries
 from drivevlm.rewards.base import RewardFunction, RewardRequest, RewardTerms
 
 log = logging.getLogger(__name__)
@@ -166,24 +167,24 @@ class Annotator:
 
     def _annotate(self, batch: list[PendingTransition]) -> None:
         requests = [record.request for record in batch]
-        terms: list[RewardTerms] | None = None
         attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                terms = check_terms(self.backend.annotate(requests), len(requests))
-                break
-            except Exception as error:
-                with self._lock:
-                    self.counts["failures"] += 1
-                    self.last_error = f"{type(error).__name__}: {error}"
-                log.warning(
-                    "reward batch of %d failed (try %d/%d): %s", len(batch), attempt + 1, attempts, error
-                )
-                if attempt + 1 < attempts:
-                    with self._lock:
-                        self.counts["retries"] += 1
-                    self._stop.wait(self.config.backoff_s * 2**attempt)
-        if terms is None:
+
+        def failed(error: Exception, attempt: int, again: bool) -> None:
+            with self._lock:
+                self.counts["failures"] += 1
+                self.counts["retries"] += int(again)
+                self.last_error = f"{type(error).__name__}: {error}"
+            log.warning("reward batch of %d failed (try %d/%d): %s", len(batch), attempt, attempts, error)
+
+        try:
+            terms = call_with_retries(
+                lambda: check_terms(self.backend.annotate(requests), len(requests)),
+                self.config.max_retries,
+                self.config.backoff_s,
+                on_failure=failed,
+                wait=self._stop.wait,
+            )
+        except Exception:
             self._write(batch, [self._fallback(record) for record in batch], fell_back=True)
         else:
             self._write(batch, terms, fell_back=False)

@@ -30,6 +30,7 @@ from drivevlm.annotation.config import AnnotatorConfig
 from drivevlm.annotation.queue import PendingRewards, PendingTransition
 from drivevlm.distributed.cluster import import_ray
 from drivevlm.distributed.config import RayConfig
+from drivevlm.retry import backoff_delay
 from drivevlm.rewards.base import RewardFunction, RewardRequest, RewardTerms
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ class RayAnnotator(Annotator):
         if not final and job.failures < attempts:
             with self._lock:
                 self.counts["retries"] += 1
-            job.not_before = time.monotonic() + self.config.backoff_s * 2 ** (job.failures - 1)
+            job.not_before = time.monotonic() + backoff_delay(self.config.backoff_s, job.failures - 1)
             self._waiting.append(job)
             return
         self._write(job.records, [self._fallback(record) for record in job.records], fell_back=True)

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from drivevlm.models.lvlm.openai_server import TRANSIENT_KINDS, LVLMRequestError, OpenAIChatVLM
+from drivevlm.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class EndpointPoolVLM:
             index = self._acquire(tried)
             if index is None and tried:
                 # Every endpoint was tried once for this request: start over after a pause.
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(backoff_delay(self.backoff_s, attempt))
                 tried.clear()
                 index = self._acquire(tried)
             if index is None:

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from drivevlm.models.base import check_images
+from drivevlm.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +134,28 @@ class OpenAIChatVLM:
         if not frames:
             raise ValueError("frames: at least one frame is needed")
         body = json.dumps(chat_payload(self.name, frames, prompt, self.max_tokens, self.temperature)).encode()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                with self._slots:
-                    return answer_text(self._post(body))
-            except LVLMRequestError as error:
-                if error.kind not in TRANSIENT_KINDS or attempt > self.retries:
-                    raise LVLMRequestError(error.kind, error.detail, error.status, attempt) from None
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.warning(
-                    "LVLM %s: %s; retry %d/%d in %.2fs", self.base_url, error, attempt, self.retries, delay
-                )
-                time.sleep(delay)
+        tries = 0
+
+        def post() -> str:
+            with self._slots:
+                return answer_text(self._post(body))
+
+        def failed(error: Exception, attempt: int, again: bool) -> None:
+            nonlocal tries
+            tries = attempt
+            if again:
+                log.warning("LVLM %s: %s; retry %d/%d", self.base_url, error, attempt, self.retries)
+
+        try:
+            return call_with_retries(
+                post,
+                self.retries,
+                self.backoff_s,
+                retryable=lambda error: isinstance(error, LVLMRequestError) and error.kind in TRANSIENT_KINDS,
+                on_failure=failed,
+            )
+        except LVLMRequestError as error:
+            raise LVLMRequestError(error.kind, error.detail, error.status, tries) from None
 
     def _post(self, body: bytes) -> bytes:
         connection_type = (
