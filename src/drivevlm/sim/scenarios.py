@@ -76,6 +76,59 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 @dataclass(frozen=True)
+class Staging:
+    """Where a scenario's actors go and when they move, in metres along the ego's route: the one spec the
+    SUMO and CARLA backends both stage from (how each finds a crosswalk, a kerb or a side road is its own).
+
+    Offsets across the road are measured from the edge of the ego's lane, positive outwards (to the right,
+    onto the kerb side); `lane_offset_m` is from the lane centre, positive to the left.
+    """
+
+    # The event's place: the earliest route position it is staged at.
+    at_m: float
+    # The scripted actor sets off when the ego is this far before the event's place.
+    lead_m: float
+    # Its speed once it moves, m/s.
+    speed_mps: float
+    # A parked vehicle: how far before the event's place, and how far out from the lane edge.
+    parked_back_m: float = 0.0
+    parked_out_m: float = 0.0
+    # A walker: how far beyond the event's place, how far out from the lane edge it starts, and how far
+    # past the far lane edge it walks.
+    walker_ahead_m: float = 0.0
+    walker_out_m: float = 0.0
+    walker_across_m: float = 0.0
+    # A rider in the ego lane: its offset from the lane centre.
+    lane_offset_m: float = 0.0
+    # An oncoming rider: how far beyond the event's place it starts, in the opposite lane.
+    oncoming_ahead_m: float = 0.0
+    # A lead car: how far along the ego's route it starts (then it drives at `speed_mps` at most).
+    lead_car_m: float = 0.0
+
+
+STAGING: dict[str, Staging] = {
+    "pedestrian_crossing": Staging(
+        at_m=35.0, lead_m=22.0, speed_mps=1.4, walker_out_m=1.0, walker_across_m=1.0
+    ),
+    "occluded_pedestrian": Staging(
+        at_m=45.0,
+        lead_m=18.0,
+        speed_mps=1.6,
+        parked_back_m=3.0,
+        parked_out_m=0.7,
+        walker_ahead_m=0.3,
+        walker_out_m=2.2,
+        walker_across_m=4.0,
+    ),
+    "slow_cyclist": Staging(at_m=30.0, lead_m=25.0, speed_mps=4.0, lane_offset_m=-0.6),
+    "cyclist_merge": Staging(at_m=50.0, lead_m=35.0, speed_mps=4.5),
+    "oncoming_cyclist": Staging(at_m=45.0, lead_m=30.0, speed_mps=5.0, oncoming_ahead_m=25.0),
+    # The lead car drives in traffic; the event is the first signalised junction at least this far on.
+    "car_following": Staging(at_m=30.0, lead_m=0.0, speed_mps=9.0, lead_car_m=28.0),
+}
+
+
+@dataclass(frozen=True)
 class Town:
     name: str
     description: str

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from drivevlm.sim.base import EpisodeSpec, SimulatorError, make_backend
-from drivevlm.sim.carla.backend import CameraSpec, CarlaBackend, actor_kind, vehicle_control
+from drivevlm.sim.carla.actors import actor_kind, vehicle_control
+from drivevlm.sim.carla.backend import CarlaBackend
 from drivevlm.sim.carla.map import map_geometry, to_location, to_xy
+from drivevlm.sim.carla.sensors import CameraSpec
 from drivevlm.sim.world import ActorKind, Control
 
 BLUEPRINTS = (
@@ -428,3 +430,37 @@ def test_version_mismatch_warns(town02: carla.Map) -> None:
         backend.reset(EpisodeSpec(town="Town02", density="empty"), seed=0)
     backend.close()
     assert math.isfinite(backend.timeout_s)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "walkers", "riders", "parked"),
+    [
+        ("pedestrian_crossing", 1, 0, 0),
+        ("occluded_pedestrian", 1, 0, 1),
+        ("slow_cyclist", 0, 1, 0),
+        ("cyclist_merge", 0, 1, 0),
+        ("oncoming_cyclist", 0, 1, 1),
+    ],
+)
+def test_scenarios_are_staged_from_the_shared_spec(
+    town02: carla.Map, scenario: str, walkers: int, riders: int, parked: int
+) -> None:
+    from drivevlm.sim.scenarios import STAGING
+
+    world = FakeWorld(town02)
+    client = FakeClient(world)
+    backend = _backend(client)
+    state = backend.reset(EpisodeSpec(town="Town02", scenario=scenario, density="empty"), seed=1)
+    scripted = [a for a in state.actors if a.scripted]
+    kinds = [a.kind for a in scripted]
+    assert kinds.count(ActorKind.PEDESTRIAN) == walkers
+    assert kinds.count(ActorKind.BICYCLE) == riders
+    assert sum(a.parked for a in scripted) == parked
+    spec = STAGING[scenario]
+    if riders:
+        assert f"tm.set_desired_speed({3.6 * spec.speed_mps},)" in client.tm_log
+    if walkers:
+        event = backend._episode.events[0]  # type: ignore[union-attr]
+        assert event.trigger_arc == pytest.approx(spec.at_m + spec.walker_ahead_m - spec.lead_m)
+        assert event.speed == pytest.approx(spec.speed_mps)
+    backend.close()

@@ -5,163 +5,40 @@ time-out: the client's RPC time-out, `world.tick(timeout)` and bounded waits for
 server becomes a `SimulatorError` instead of a hung training run; the next `reset` reconnects. Everything
 this backend spawns is destroyed on `close()` or when a reset fails half-way, and the server's previous
 world settings are put back; it never starts or kills server processes.
+
+This module keeps the connection, the episode's life and the protocol; by job beside it: `actors`
+(blueprints, boxes, spawning traffic), `sensors` (the ego's sensors and cameras), `staging` (the scripted
+scenarios), `reading` (the world as a `WorldState`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import queue
-import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import carla
 import numpy as np
 
 from drivevlm.sim.base import EpisodeSpec, SimulatorError
-from drivevlm.sim.carla.map import map_geometry, short_name, to_location, to_rotation, to_xy, to_yaw
-from drivevlm.sim.carla.route_planner import RouteNotFoundError, RoutePlanner, SpawnPoint, spawn_points
+from drivevlm.sim.carla.actors import spawn_ego, spawn_traffic, vehicle_control
+from drivevlm.sim.carla.episode import CarlaEpisode
+from drivevlm.sim.carla.map import map_geometry, short_name
+from drivevlm.sim.carla.reading import read_state, stop_lines
+from drivevlm.sim.carla.route_planner import RouteNotFoundError, RoutePlanner, spawn_points
+from drivevlm.sim.carla.sensors import BEV_CAMERA, FRONT_CAMERA, CameraSpec, SensorRig
+from drivevlm.sim.carla.staging import ScenarioStager
 from drivevlm.sim.carla.towns import EVAL_ROUTES, INTERSECTION_ROUTES, carla_town_for
 from drivevlm.sim.ego_dynamics import check_control
-from drivevlm.sim.geometry import polyline_lengths, project_point
+from drivevlm.sim.geometry import polyline_lengths
 from drivevlm.sim.scenarios import SCENARIOS, Density, check_choice
-from drivevlm.sim.world import (
-    Actor,
-    ActorKind,
-    Collision,
-    Control,
-    EgoState,
-    MapGeometry,
-    Pose,
-    Route,
-    StepEvents,
-    TrafficLight,
-    WorldState,
-)
+from drivevlm.sim.world import Control, Route, WorldState
 
 log = logging.getLogger(__name__)
 
-EGO_BLUEPRINT = "vehicle.tesla.model3"
-# The paper's Traffic Manager fleet.
-TRAFFIC_BLUEPRINTS = ("vehicle.tesla.model3", "vehicle.audi.tt", "vehicle.chevrolet.impala")
-BICYCLE_BLUEPRINTS = ("vehicle.bh.crossbike", "vehicle.diamondback.century", "vehicle.gazelle.omafiets")
-MOTORCYCLE_BLUEPRINTS = (
-    "vehicle.harley-davidson.low_rider",
-    "vehicle.kawasaki.ninja",
-    "vehicle.yamaha.yzf",
-    "vehicle.vespa.zx125",
-)
-STEER_SMOOTHING = 0.75
 FOLLOWING_DISTANCE_M = 2.5
 HYBRID_PHYSICS_RADIUS_M = 50.0
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """An RGB camera rigidly attached to the ego (CARLA's vehicle frame: x ahead, y right, z up)."""
-
-    name: str
-    width: int
-    height: int
-    fov: float
-    x: float
-    y: float
-    z: float
-    pitch: float
-
-
-# VLM-RL's "birdview1" camera: 517 x 517, FOV 110, 6.4 m up, 5.2 m ahead, 1.6 m left, looking down.
-BEV_CAMERA = CameraSpec("bev_rgb", 517, 517, 110.0, 5.2, -1.6, 6.4, -90.0)
-# Front camera: the paper does not give it; a dash-cam pose on the windscreen, 90 degree FOV.
-FRONT_CAMERA = CameraSpec("front", 480, 270, 90.0, 1.5, 0.0, 2.4, 0.0)
-
-
-def actor_kind(type_id: str, attributes: dict[str, str] | None = None) -> ActorKind | None:
-    """Our kind of a CARLA actor from its blueprint id (and `base_type` where the server gives it)."""
-    attributes = attributes or {}
-    if type_id.startswith("walker.pedestrian"):
-        return ActorKind.PEDESTRIAN
-    if not type_id.startswith("vehicle."):
-        return None
-    base = attributes.get("base_type", "").lower()
-    if base == "bicycle" or type_id in BICYCLE_BLUEPRINTS:
-        return ActorKind.BICYCLE
-    if base == "motorcycle" or type_id in MOTORCYCLE_BLUEPRINTS:
-        return ActorKind.MOTORCYCLE
-    return ActorKind.CAR
-
-
-def vehicle_control(control: Control, previous_steer: float) -> tuple[carla.VehicleControl, float]:
-    """The policy's action as a CARLA control: throttle >= 0 drives, < 0 brakes; steering smoothed 0.75."""
-    control = check_control(control)
-    steer = STEER_SMOOTHING * previous_steer + (1.0 - STEER_SMOOTHING) * control.steer
-    throttle = max(control.throttle, 0.0)
-    brake = max(-control.throttle, 0.0)
-    return carla.VehicleControl(throttle=throttle, steer=steer, brake=brake), steer
-
-
-def _speed(velocity: carla.Vector3D) -> float:
-    return float(math.hypot(velocity.x, velocity.y))
-
-
-def _box_pose(actor: Any) -> tuple[Pose, float, float, float]:
-    """Ground centre of an actor's bounding box in our frame, and its length, width, height."""
-    transform = actor.get_transform()
-    box = actor.bounding_box
-    x, y = to_xy(transform.location)
-    yaw = to_yaw(transform.rotation)
-    # The box centre sits box.location away from the actor origin, in the actor's (left-handed) frame.
-    dx, dy = float(box.location.x), -float(box.location.y)
-    x += dx * math.cos(yaw) - dy * math.sin(yaw)
-    y += dx * math.sin(yaw) + dy * math.cos(yaw)
-    return Pose(x, y, yaw), 2.0 * float(box.extent.x), 2.0 * float(box.extent.y), 2.0 * float(box.extent.z)
-
-
-def _ground_z(carla_map: Any, x: float, y: float) -> float:
-    """Road height under (x, y): routes are planar, towns are not (Town03-05 have slopes and bridges)."""
-    waypoint = carla_map.get_waypoint(to_location(x, y), True, carla.LaneType.Driving)
-    return float(waypoint.transform.location.z) if waypoint is not None else 0.0
-
-
-def _image_to_rgb(image: Any) -> np.ndarray:
-    """A carla.Image (BGRA bytes) as an H x W x 3 uint8 RGB array."""
-    bgra = np.frombuffer(image.raw_data, dtype=np.uint8).reshape(image.height, image.width, 4)
-    return np.ascontiguousarray(bgra[:, :, 2::-1])
-
-
-@dataclass
-class ScriptedEvent:
-    """A walker that steps into the road once the ego is close enough along its route."""
-
-    name: str
-    actor: Any
-    trigger_arc: float
-    direction: tuple[float, float]
-    speed: float
-    fired: bool = False
-
-
-@dataclass
-class _Episode:
-    spec: EpisodeSpec
-    town: str
-    geometry: MapGeometry
-    route: Route
-    route_arc: np.ndarray
-    ego: Any
-    sensors: list[Any] = field(default_factory=list)
-    controllers: list[Any] = field(default_factory=list)
-    others: list[Any] = field(default_factory=list)
-    scripted_ids: set[int] = field(default_factory=set)
-    parked_ids: set[int] = field(default_factory=set)
-    events: list[ScriptedEvent] = field(default_factory=list)
-    stop_lines: dict[int, tuple[float, float]] = field(default_factory=dict)
-    step: int = 0
-    steer: float = 0.0
-    throttle: float = 0.0
 
 
 class CarlaBackend:
@@ -206,12 +83,8 @@ class CarlaBackend:
         self._tm: Any = None
         self._original_settings: Any = None
         self._planners: dict[str, RoutePlanner] = {}
-        self._episode: _Episode | None = None
-        self._lock = threading.Lock()
-        self._collisions: list[Any] = []
-        self._invasions = 0
-        self._frame_queues: dict[str, queue.Queue] = {}
-        self._frames: dict[str, np.ndarray] = {}
+        self._episode: CarlaEpisode | None = None
+        self._sensors = SensorRig(self.cameras)
         self._episode_count = 0
 
     # ---------------------------------------------------------------- connection
@@ -287,7 +160,7 @@ class CarlaBackend:
 
     def camera_frames(self) -> dict[str, np.ndarray]:
         """The latest photographic frames (uint8 RGB): 'front' and 'bev_rgb' (VLM-RL's top-down camera)."""
-        return {name: frame.copy() for name, frame in self._frames.items()}
+        return {name: frame.copy() for name, frame in self._sensors.frames.items()}
 
     def close(self) -> None:
         """Destroy everything this backend spawned and give the server back its previous settings."""
@@ -296,7 +169,7 @@ class CarlaBackend:
         self._client = self._world = self._tm = None
 
     # ---------------------------------------------------------------- episode set-up
-    def _start_episode(self, spec: EpisodeSpec, density: Density, town: str, seed: int) -> _Episode:
+    def _start_episode(self, spec: EpisodeSpec, density: Density, town: str, seed: int) -> CarlaEpisode:
         client = self._client
         world = client.get_world()
         if self._original_settings is None:
@@ -330,14 +203,14 @@ class CarlaBackend:
         rng = np.random.default_rng(seed)
         route = self._choose_route(spec, town, planner, rng)
         self._episode_count += 1
-        episode = _Episode(spec, town, geometry, route, polyline_lengths(route.waypoints), ego=None)
+        episode = CarlaEpisode(spec, town, geometry, route, polyline_lengths(route.waypoints), ego=None)
         self._episode = episode
-        episode.ego = self._spawn_ego(world, route)
-        self._attach_sensors(world, episode)
-        self._stage_scenario(world, episode, carla_map, rng)
+        episode.ego = spawn_ego(world, route)
+        episode.sensors.extend(self._sensors.attach(world, episode.ego))
+        ScenarioStager(world, tm, self.tm_port, episode).stage(rng)
         vru = SCENARIOS[spec.scenario].involves_vru
-        self._spawn_traffic(world, episode, density, rng, with_vru=vru)
-        episode.stop_lines = self._stop_lines(world)
+        spawn_traffic(world, tm, self.tm_port, episode, density, rng, with_vru=vru)
+        episode.stop_lines = stop_lines(world)
         return episode
 
     def _choose_route(
@@ -383,348 +256,14 @@ class CarlaBackend:
             raise SimulatorError(f"no drivable route found between 30 random spawn-point pairs of {town}")
         return best
 
-    def _track(self, episode: _Episode, actor: Any, *, scripted: bool = False, parked: bool = False) -> Any:
-        episode.others.append(actor)
-        if scripted:
-            episode.scripted_ids.add(int(actor.id))
-        if parked:
-            episode.parked_ids.add(int(actor.id))
-        return actor
-
-    def _spawn_ego(self, world: Any, route: Route) -> Any:
-        blueprint = world.get_blueprint_library().find(EGO_BLUEPRINT)
-        blueprint.set_attribute("role_name", "hero")
-        # Spawn points can be occupied by someone else's actor: slide a few metres along the route.
-        for index in (0, 5, 10, 15, 20):
-            i = min(index, len(route.waypoints) - 1)
-            x, y = route.waypoints[i]
-            z = _ground_z(world.get_map(), x, y) + 0.5
-            transform = carla.Transform(to_location(x, y, z), to_rotation(float(route.headings[i])))
-            ego = world.try_spawn_actor(blueprint, transform)
-            if ego is not None:
-                return ego
-        raise SimulatorError(
-            "could not spawn the ego vehicle at the start of its route (the place is occupied)"
-        )
-
-    def _attach_sensors(self, world: Any, episode: _Episode) -> None:
-        library = world.get_blueprint_library()
-        with self._lock:
-            self._collisions = []
-            self._invasions = 0
-        self._frames = {}
-        self._frame_queues = {}
-        collision = world.spawn_actor(library.find("sensor.other.collision"), carla.Transform(), episode.ego)
-        episode.sensors.append(collision)
-        collision.listen(self._on_collision)
-        invasion = world.spawn_actor(
-            library.find("sensor.other.lane_invasion"), carla.Transform(), episode.ego
-        )
-        episode.sensors.append(invasion)
-        invasion.listen(self._on_invasion)
-        for spec in self.cameras:
-            blueprint = library.find("sensor.camera.rgb")
-            blueprint.set_attribute("image_size_x", str(spec.width))
-            blueprint.set_attribute("image_size_y", str(spec.height))
-            blueprint.set_attribute("fov", str(spec.fov))
-            transform = carla.Transform(
-                carla.Location(x=spec.x, y=spec.y, z=spec.z), carla.Rotation(pitch=spec.pitch)
-            )
-            camera = world.spawn_actor(blueprint, transform, episode.ego)
-            episode.sensors.append(camera)
-            frames: queue.Queue = queue.Queue()
-            self._frame_queues[spec.name] = frames
-            camera.listen(frames.put)
-
-    def _on_collision(self, event: Any) -> None:
-        with self._lock:
-            self._collisions.append(event)
-
-    def _on_invasion(self, event: Any) -> None:
-        with self._lock:
-            self._invasions += 1
-
-    # ---------------------------------------------------------------- traffic and scenarios
-    def _blueprints(self, world: Any, ids: tuple[str, ...]) -> list[Any]:
-        library = world.get_blueprint_library()
-        found = []
-        for blueprint_id in ids:
-            try:
-                found.append(library.find(blueprint_id))
-            except (IndexError, RuntimeError):
-                log.warning("blueprint %s is not on this server; skipped", blueprint_id)
-        return found
-
-    def _spawn_vehicle(
-        self, world: Any, episode: _Episode, blueprint: Any, point: SpawnPoint, **flags: bool
-    ) -> Any:
-        transform = carla.Transform(to_location(point.x, point.y, point.z + 0.3), to_rotation(point.yaw))
-        actor = world.try_spawn_actor(blueprint, transform)
-        return None if actor is None else self._track(episode, actor, **flags)
-
-    def _spawn_traffic(
-        self, world: Any, episode: _Episode, density: Density, rng: np.random.Generator, *, with_vru: bool
-    ) -> None:
-        """Traffic Manager cars (and cyclists) at free spawn points away from the ego; AI-driven walkers."""
-        start = episode.route.waypoints[0]
-        points = [
-            p for p in spawn_points(world.get_map()) if math.hypot(p.x - start[0], p.y - start[1]) > 15.0
-        ]
-        order = rng.permutation(len(points))
-        cars = self._blueprints(world, TRAFFIC_BLUEPRINTS)
-        bikes = self._blueprints(world, BICYCLE_BLUEPRINTS) if with_vru else []
-        wanted = [cars] * density.vehicles + ([bikes] * density.bicycles if bikes else [])
-        cursor = 0
-        for choices in wanted:
-            while cursor < len(order):
-                point = points[int(order[cursor])]
-                cursor += 1
-                actor = self._spawn_vehicle(world, episode, choices[int(rng.integers(len(choices)))], point)
-                if actor is not None:
-                    actor.set_autopilot(True, self.tm_port)
-                    if choices is bikes:
-                        # Cyclists ride at about a third of the speed limit.
-                        self._tm.vehicle_percentage_speed_difference(actor, 65.0)
-                    break
-        if with_vru and density.pedestrians:
-            self._spawn_walkers(world, episode, density.pedestrians, rng)
-
-    def _spawn_walkers(self, world: Any, episode: _Episode, count: int, rng: np.random.Generator) -> None:
-        library = world.get_blueprint_library()
-        walker_bps = list(library.filter("walker.pedestrian.*"))
-        if not walker_bps:
-            return
-        controller_bp = library.find("controller.ai.walker")
-        walkers: list[tuple[Any, float]] = []
-        for _ in range(count):
-            location = world.get_random_location_from_navigation()
-            if location is None:
-                continue
-            blueprint = walker_bps[int(rng.integers(len(walker_bps)))]
-            if blueprint.has_attribute("is_invincible"):
-                blueprint.set_attribute("is_invincible", "false")
-            walker = world.try_spawn_actor(blueprint, carla.Transform(location))
-            if walker is None:
-                continue
-            self._track(episode, walker)
-            walkers.append((walker, 1.0 + 0.6 * float(rng.random())))
-        for walker, speed in walkers:
-            controller = world.spawn_actor(controller_bp, carla.Transform(), walker)
-            episode.controllers.append(controller)
-            controller.start()
-            target = world.get_random_location_from_navigation()
-            if target is not None:
-                controller.go_to_location(target)
-            controller.set_max_speed(speed)
-
-    def _route_point(self, episode: _Episode, arc: float, lateral: float) -> tuple[SpawnPoint, np.ndarray]:
-        """A pose `arc` metres along the route, `lateral` metres to its left, and the route's left normal."""
-        i = int(np.clip(np.searchsorted(episode.route_arc, arc), 0, len(episode.route.waypoints) - 1))
-        x, y = episode.route.waypoints[i]
-        heading = float(episode.route.headings[i])
-        left = np.array([-math.sin(heading), math.cos(heading)])
-        z = _ground_z(self._world.get_map(), x, y)
-        return SpawnPoint(float(x + left[0] * lateral), float(y + left[1] * lateral), heading, z + 0.3), left
-
-    def _stage_walker(
-        self,
-        world: Any,
-        episode: _Episode,
-        name: str,
-        arc: float,
-        lateral: float,
-        trigger: float,
-        speed: float,
-    ) -> None:
-        library = world.get_blueprint_library()
-        point, left = self._route_point(episode, arc, lateral)
-        walker_bps = list(library.filter("walker.pedestrian.*"))
-        if not walker_bps:
-            return
-        # Facing across the road, towards the ego's lane.
-        direction = left if lateral < 0 else -left
-        yaw = math.atan2(direction[1], direction[0])
-        transform = carla.Transform(to_location(point.x, point.y, point.z + 0.7), to_rotation(yaw))
-        walker = world.try_spawn_actor(walker_bps[0], transform)
-        if walker is None:
-            log.warning("scenario %s: could not place its pedestrian", name)
-            return
-        self._track(episode, walker, scripted=True)
-        episode.events.append(
-            ScriptedEvent(name, walker, arc - trigger, (float(direction[0]), float(direction[1])), speed)
-        )
-
-    def _stage_scenario(
-        self, world: Any, episode: _Episode, carla_map: Any, rng: np.random.Generator
-    ) -> None:
-        """Place the named scenario's actors relative to the ego route (the CARLA versions of SCENARIOS)."""
-        name = episode.spec.scenario
-        cars = self._blueprints(world, TRAFFIC_BLUEPRINTS)
-        bikes = self._blueprints(world, BICYCLE_BLUEPRINTS)
-        half_lane = 1.75
-        if name == "pedestrian_crossing":
-            self._stage_walker(world, episode, name, 35.0, -(half_lane + 2.5), 20.0, 1.4)
-        elif name == "occluded_pedestrian":
-            point, _ = self._route_point(episode, 30.0, -(half_lane + 1.2))
-            if cars:
-                parked = self._spawn_vehicle(world, episode, cars[0], point, parked=True, scripted=True)
-                if parked is not None:
-                    parked.apply_control(carla.VehicleControl(hand_brake=True))
-            self._stage_walker(world, episode, name, 34.0, -(half_lane + 1.5), 14.0, 1.8)
-        elif name in ("slow_cyclist", "cyclist_merge") and bikes:
-            # A merge needs a side road at the right distance; riding ahead in the lane is the fallback.
-            arc = 25.0 if name == "slow_cyclist" else 45.0
-            lateral = -0.8 if name == "slow_cyclist" else -(half_lane + 6.0)
-            point, _ = self._route_point(episode, arc, lateral)
-            bike = self._spawn_vehicle(world, episode, bikes[0], point, scripted=True)
-            if bike is None and name == "cyclist_merge":
-                point, _ = self._route_point(episode, 25.0, -0.8)
-                bike = self._spawn_vehicle(world, episode, bikes[0], point, scripted=True)
-            if bike is not None:
-                bike.set_autopilot(True, self.tm_port)
-                self._tm.auto_lane_change(bike, False)
-                self._tm.vehicle_percentage_speed_difference(bike, 70.0)
-        elif name == "oncoming_cyclist":
-            point, _ = self._route_point(episode, 40.0, 0.0)
-            if cars:
-                parked = self._spawn_vehicle(world, episode, cars[0], point, parked=True, scripted=True)
-                if parked is not None:
-                    parked.apply_control(carla.VehicleControl(hand_brake=True))
-            ahead, _ = self._route_point(episode, 70.0, 0.0)
-            lane = carla_map.get_waypoint(to_location(ahead.x, ahead.y), True, carla.LaneType.Driving)
-            opposite = lane.get_left_lane() if lane is not None else None
-            if opposite is not None and bikes and opposite.lane_id * lane.lane_id < 0:
-                x, y = to_xy(opposite.transform.location)
-                spot = SpawnPoint(x, y, to_yaw(opposite.transform.rotation), 0.3)
-                bike = self._spawn_vehicle(world, episode, bikes[0], spot, scripted=True)
-                if bike is not None:
-                    bike.set_autopilot(True, self.tm_port)
-                    self._tm.vehicle_percentage_speed_difference(bike, 60.0)
-        elif name == "car_following" and cars:
-            point, _ = self._route_point(episode, 20.0, 0.0)
-            lead = self._spawn_vehicle(
-                world, episode, cars[int(rng.integers(len(cars)))], point, scripted=True
-            )
-            if lead is not None:
-                lead.set_autopilot(True, self.tm_port)
-                self._tm.auto_lane_change(lead, False)
-
-    def _stop_lines(self, world: Any) -> dict[int, tuple[float, float]]:
-        lines: dict[int, tuple[float, float]] = {}
-        for actor in world.get_actors():
-            if str(actor.type_id).startswith("traffic.traffic_light"):
-                stops = actor.get_stop_waypoints()
-                if stops:
-                    points = np.array([to_xy(w.transform.location) for w in stops])
-                    lines[int(actor.id)] = (float(points[:, 0].mean()), float(points[:, 1].mean()))
-        return lines
-
     # ---------------------------------------------------------------- stepping and reading
     def _tick_and_read(self) -> WorldState:
         episode = self._episode
         assert episode is not None and self._world is not None
         frame = self._world.tick(self.timeout_s)
-        self._collect_frames(int(frame))
-        return self._read(episode)
-
-    def _collect_frames(self, frame: int) -> None:
-        """Wait (bounded) for each camera's image of this tick."""
-        for name, frames in self._frame_queues.items():
-            while True:
-                try:
-                    image = frames.get(timeout=self.timeout_s)
-                except queue.Empty as error:
-                    raise SimulatorError(
-                        f"CARLA camera {name!r} delivered no image within {self.timeout_s} s of tick {frame}"
-                    ) from error
-                if int(image.frame) >= frame:
-                    self._frames[name] = _image_to_rgb(image)
-                    break
-
-    def _read(self, episode: _Episode) -> WorldState:
-        world = self._world
-        ego = episode.ego
-        ego_pose, length, width, height = _box_pose(ego)
-        ego_velocity = ego.get_velocity()
-        ego_speed = _speed(ego_velocity)
-        actors: list[Actor] = []
-        lights: list[TrafficLight] = []
-        by_id: dict[int, Any] = {}
-        for actor in world.get_actors():
-            type_id = str(actor.type_id)
-            if type_id.startswith("traffic.traffic_light") and int(actor.id) in episode.stop_lines:
-                state = str(actor.get_state()).rsplit(".", 1)[-1].lower()
-                lights.append(TrafficLight(str(actor.id), episode.stop_lines[int(actor.id)], state[:1]))
-                continue
-            if int(actor.id) == int(ego.id):
-                continue
-            kind = actor_kind(type_id, dict(actor.attributes))
-            if kind is None:
-                continue
-            pose, a_len, a_wid, a_hgt = _box_pose(actor)
-            if math.hypot(pose.x - ego_pose.x, pose.y - ego_pose.y) > self.actor_radius_m:
-                continue
-            by_id[int(actor.id)] = actor
-            actors.append(
-                Actor(
-                    id=str(actor.id),
-                    kind=kind,
-                    pose=pose,
-                    speed=_speed(actor.get_velocity()),
-                    length=a_len,
-                    width=a_wid,
-                    height=a_hgt,
-                    scripted=int(actor.id) in episode.scripted_ids,
-                    parked=int(actor.id) in episode.parked_ids,
-                )
-            )
-        with self._lock:
-            raw_collisions, self._collisions = self._collisions, []
-            invaded, self._invasions = self._invasions > 0, 0
-        collisions = []
-        for event in raw_collisions:
-            other = event.other_actor
-            type_id = str(getattr(other, "type_id", ""))
-            # The paper ends episodes on a collision with anything except the road itself.
-            if type_id.startswith("static.road"):
-                continue
-            kind = actor_kind(type_id, dict(getattr(other, "attributes", {}) or {}))
-            other_velocity = other.get_velocity() if other is not None else carla.Vector3D()
-            relative = math.hypot(ego_velocity.x - other_velocity.x, ego_velocity.y - other_velocity.y)
-            collisions.append(
-                Collision(str(getattr(other, "id", "static")), kind, ego_speed * 3.6, relative * 3.6)
-            )
-        triggered = self._fire_events(episode, ego_pose)
-        state = WorldState(
-            time=episode.step * episode.spec.dt,
-            step=episode.step,
-            ego=EgoState(ego_pose, ego_speed, episode.steer, episode.throttle, length, width, height),
-            actors=tuple(actors),
-            map=episode.geometry,
-            route=episode.route,
-            events=StepEvents(tuple(collisions), invaded, triggered),
-            traffic_lights=tuple(lights),
-        )
-        episode.step += 1
-        return state
-
-    def _fire_events(self, episode: _Episode, ego_pose: Pose) -> tuple[str, ...]:
-        if not episode.events:
-            return ()
-        progress = project_point(
-            episode.route.waypoints, ego_pose.x, ego_pose.y, episode.route_arc
-        ).arc_length
-        fired = []
-        for event in episode.events:
-            if event.fired or progress < event.trigger_arc:
-                continue
-            dx, dy = event.direction
-            event.actor.apply_control(
-                carla.WalkerControl(direction=carla.Vector3D(dx, -dy, 0.0), speed=event.speed)
-            )
-            event.fired = True
-            fired.append(event.name)
-        return tuple(fired)
+        self._sensors.collect_frames(int(frame), self.timeout_s)
+        collisions, invaded = self._sensors.take_events()
+        return read_state(self._world, episode, collisions, invaded, self.actor_radius_m)
 
     # ---------------------------------------------------------------- clean-up
     def _fail(self) -> None:
@@ -746,7 +285,7 @@ class CarlaBackend:
         if rest and self._client is not None:
             commands = [carla.command.DestroyActor(int(actor.id)) for actor in rest]
             self._quietly(lambda: self._client.apply_batch_sync(commands, False))
-        self._frame_queues = {}
+        self._sensors.detach()
 
     def _restore_settings(self) -> None:
         if self._original_settings is None or self._world is None:

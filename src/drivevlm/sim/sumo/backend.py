@@ -21,7 +21,7 @@ import numpy as np
 from drivevlm.sim.base import EpisodeSpec, SimulatorError
 from drivevlm.sim.ego_dynamics import BicycleParams, BicycleState, check_control, step_bicycle
 from drivevlm.sim.geometry import box_corners, boxes_overlap, project_point
-from drivevlm.sim.scenarios import SCENARIOS, TOWNS, Density, check_choice
+from drivevlm.sim.scenarios import SCENARIOS, STAGING, TOWNS, Density, check_choice
 from drivevlm.sim.sumo import scripted
 from drivevlm.sim.sumo.mapdata import (
     HEADING_BINS,
@@ -55,7 +55,7 @@ _TYPES: dict[str, tuple[ActorKind, float, float, float, str, float]] = {
     "npc_car": (ActorKind.CAR, 4.5, 1.8, 1.5, "passenger", 13.9),
     "npc_moto": (ActorKind.MOTORCYCLE, 2.2, 0.8, 1.5, "motorcycle", 13.9),
     "npc_bike": (ActorKind.BICYCLE, 1.8, 0.7, 1.7, "bicycle", 5.0),
-    "lead_car": (ActorKind.CAR, 4.5, 1.8, 1.5, "passenger", 9.0),
+    "lead_car": (ActorKind.CAR, 4.5, 1.8, 1.5, "passenger", STAGING["car_following"].speed_mps),
     "scripted_car": (ActorKind.CAR, *scripted.PARKED_CAR_SIZE, "passenger", 13.9),
     "scripted_bike": (ActorKind.BICYCLE, *scripted.BICYCLE_SIZE, "bicycle", 5.0),
 }
@@ -251,8 +251,8 @@ class SumoBackend:
         )
         if self._spec.scenario == "car_following":
             libsumo.vehicle.add(
-                LEAD_ID, "ego_route", typeID="lead_car", departLane=str(plan.depart_lane), departPos="28",
-                departSpeed="0",
+                LEAD_ID, "ego_route", typeID="lead_car", departLane=str(plan.depart_lane),
+                departPos=f"{STAGING['car_following'].lead_car_m:g}", departSpeed="0",
             )  # fmt: skip
         libsumo.simulationStep()
         libsumo.vehicle.setSpeedMode(EGO_ID, 0)

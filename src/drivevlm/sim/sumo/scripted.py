@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivevlm.sim.geometry import polyline_lengths, project_point, resample_polyline
+from drivevlm.sim.scenarios import STAGING
 from drivevlm.sim.sumo.mapdata import RoutePlan, TownData
 from drivevlm.sim.world import ActorKind
 
@@ -90,6 +91,7 @@ def _straight_spot(
 
 
 def _pedestrian_crossing(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["pedestrian_crossing"]
     wp = plan.route.waypoints
     best: tuple[float, np.ndarray] | None = None
     for _cid, line, _width, _node in town.crossings:
@@ -99,7 +101,7 @@ def _pedestrian_crossing(town: TownData, plan: RoutePlan) -> list[ScriptedActor]
         if d[:, j].min() > 1.0:
             continue
         s = float(plan.cumulative[j])
-        if 35.0 <= s <= plan.route.length - 10.0 and (best is None or s < best[0]):
+        if spec.at_m <= s <= plan.route.length - 10.0 and (best is None or s < best[0]):
             best = (s, line)
     if best is None:
         return None
@@ -107,25 +109,32 @@ def _pedestrian_crossing(town: TownData, plan: RoutePlan) -> list[ScriptedActor]
     a, b = np.asarray(line[0]), np.asarray(line[-1])
     h = _heading_at(plan, s)
     normal = np.array([-math.sin(h), math.cos(h)])
-    # Walk from the right-hand kerb (seen from the ego) to the left one, a metre onto each sidewalk.
+    # Walk from the right-hand kerb (seen from the ego) to the left one, onto each sidewalk.
     if float(np.dot(a - b, normal)) > 0:
         a, b = b, a
     direction = (b - a) / (np.linalg.norm(b - a) or 1.0)
-    path = np.stack([a - direction, b + direction])
+    path = np.stack([a - spec.walker_out_m * direction, b + spec.walker_across_m * direction])
     ped = ScriptedActor(
-        "scripted_ped", ActorKind.PEDESTRIAN, path, 1.4, PEDESTRIAN_SIZE, "pedestrian_crossing", s - 22.0
+        "scripted_ped",
+        ActorKind.PEDESTRIAN,
+        path,
+        spec.speed_mps,
+        PEDESTRIAN_SIZE,
+        "pedestrian_crossing",
+        s - spec.lead_m,
     )
     return [ped]
 
 
 def _occluded_pedestrian(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spot = _straight_spot(town, plan, 45.0, 20.0)
+    spec = STAGING["occluded_pedestrian"]
+    spot = _straight_spot(town, plan, spec.at_m, 20.0)
     if spot is None:
         return None
     s, edge = spot
     half = town.lane_widths[town.lane_id(edge, town.driving_lanes[edge][0])] / 2
     h = _heading_at(plan, s)
-    car_centre = _at(plan, s - 3.0, -(half + 0.7))
+    car_centre = _at(plan, s - spec.parked_back_m, -(half + spec.parked_out_m))
     parked = ScriptedActor(
         "scripted_parked",
         ActorKind.CAR,
@@ -136,36 +145,43 @@ def _occluded_pedestrian(town: TownData, plan: RoutePlan) -> list[ScriptedActor]
         0.0,
         parked=True,
     )
-    start = _at(plan, s + 0.3, -(half + 2.2))
-    end = _at(plan, s + 0.3, half + 4.0)
+    start = _at(plan, s + spec.walker_ahead_m, -(half + spec.walker_out_m))
+    end = _at(plan, s + spec.walker_ahead_m, half + spec.walker_across_m)
     ped = ScriptedActor(
         "scripted_ped",
         ActorKind.PEDESTRIAN,
         np.stack([start, end]),
-        1.6,
+        spec.speed_mps,
         PEDESTRIAN_SIZE,
         "occluded_pedestrian",
-        s - 18.0,
+        s - spec.lead_m,
     )
     return [parked, ped]
 
 
 def _slow_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["slow_cyclist"]
     if plan.route.length < 150.0:
         return None
-    start = 30.0
-    arcs = np.arange(start, plan.route.length, 1.0)
-    path = np.stack([_at(plan, float(a), -0.6) for a in arcs])
+    arcs = np.arange(spec.at_m, plan.route.length, 1.0)
+    path = np.stack([_at(plan, float(a), spec.lane_offset_m) for a in arcs])
     bike = ScriptedActor(
-        "scripted_bike", ActorKind.BICYCLE, path, 4.0, BICYCLE_SIZE, "slow_cyclist", start - 25.0
+        "scripted_bike",
+        ActorKind.BICYCLE,
+        path,
+        spec.speed_mps,
+        BICYCLE_SIZE,
+        "slow_cyclist",
+        spec.at_m - spec.lead_m,
     )
     return [bike]
 
 
 def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["cyclist_merge"]
     edges = plan.edges
     for seg in plan.segments:
-        if seg.kind != "junction" or seg.start < 50.0:
+        if seg.kind != "junction" or seg.start < spec.at_m:
             continue
         idx = [i for i in range(len(edges) - 1) if town.edge_nodes[edges[i]][1] == seg.id]
         if not idx:
@@ -189,17 +205,24 @@ def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
         path = np.concatenate([lane_in, *[resample_polyline(v, 1.0) for v in conn.via_shapes], lane_out])
         return [
             ScriptedActor(
-                "scripted_bike", ActorKind.BICYCLE, path, 4.5, BICYCLE_SIZE, "cyclist_merge", seg.start - 35.0
+                "scripted_bike",
+                ActorKind.BICYCLE,
+                path,
+                spec.speed_mps,
+                BICYCLE_SIZE,
+                "cyclist_merge",
+                seg.start - spec.lead_m,
             )
         ]
     return None
 
 
 def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["oncoming_cyclist"]
     for seg in plan.segments:
         if seg.kind != "edge" or seg.id not in town.opposite:
             continue
-        s = max(seg.start + 25.0, 45.0)
+        s = max(seg.start + 25.0, spec.at_m)
         if s > seg.end - 15.0 or _lane_at(plan, s) != town.lane_id(seg.id, town.driving_lanes[seg.id][0]):
             continue
         h = _heading_at(plan, s)
@@ -217,14 +240,20 @@ def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | 
         opp = town.opposite[seg.id]
         inner = town.lane_shapes[town.lane_id(opp, town.driving_lanes[opp][-1])]
         inner = resample_polyline(inner, 1.0)
-        ahead = _at(plan, min(s + 25.0, seg.end))
+        ahead = _at(plan, min(s + spec.oncoming_ahead_m, seg.end))
         start = project_point(inner, float(ahead[0]), float(ahead[1])).arc_length
         cum = polyline_lengths(inner)
         path = inner[cum >= start]
         if len(path) < 10:
             continue
         bike = ScriptedActor(
-            "scripted_bike", ActorKind.BICYCLE, path, 5.0, BICYCLE_SIZE, "oncoming_cyclist", s - 30.0
+            "scripted_bike",
+            ActorKind.BICYCLE,
+            path,
+            spec.speed_mps,
+            BICYCLE_SIZE,
+            "oncoming_cyclist",
+            s - spec.lead_m,
         )
         return [parked, bike]
     return None
@@ -232,8 +261,9 @@ def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | 
 
 def _car_following(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     """The lead car is driven by SUMO (it obeys the signals); here we only check the route suits it."""
+    at_m = STAGING["car_following"].at_m
     signalised = [
-        s for s in plan.segments if s.kind == "junction" and s.id in town.signals and s.start > 30.0
+        s for s in plan.segments if s.kind == "junction" and s.id in town.signals and s.start > at_m
     ]
     return [] if signalised else None
 
