@@ -5,9 +5,11 @@ import pytest
 
 from drivevlm.data.risk import (
     CLEAR_DESCRIPTION,
+    PATH_HALF_WIDTH_M,
     RISK_CATEGORIES,
     category_of_description,
     describe_risk,
+    in_or_entering_path,
 )
 from drivevlm.sim.world import Actor, ActorKind, EgoState, Lane, MapGeometry, Pose, Route, WorldState
 
@@ -37,6 +39,25 @@ def test_crossing_pedestrian_close_ahead() -> None:
     assert risk.category == "pedestrian_near"
     assert risk.description == "A pedestrian is crossing the road close ahead."
     assert category_of_description(risk.description) == "pedestrian_near"
+
+
+def test_path_labels_count_only_actors_in_or_entering_the_path() -> None:
+    # On the right sidewalk (4 m aside) walking along the road: visible, but no risk to the path.
+    along = _actor(ActorKind.PEDESTRIAN, 8.0, -4.0, yaw=0.0, speed=1.4, name="along")
+    # 4 m aside, walking towards the path at 1.4 m/s: 1.5 m to go, reached in about 1.1 s (< 2 s).
+    entering = _actor(ActorKind.PEDESTRIAN, 10.0, -4.0, yaw=math.pi / 2, speed=1.4, name="entering")
+    # 8 m aside walking towards it: 5.5 m to go, about 3.9 s: not yet.
+    later = _actor(ActorKind.PEDESTRIAN, 10.0, 8.0, yaw=-math.pi / 2, speed=1.4, name="later")
+    # In the lane, standing.
+    inside = _actor(ActorKind.BICYCLE, 20.0, 1.0, speed=0.0, name="inside")
+    state = _state(along, entering, later, inside)
+    assert in_or_entering_path(state).tolist() == [False, True, False, True]
+    assert describe_risk(_state(along), path_half_width_m=PATH_HALF_WIDTH_M).description == CLEAR_DESCRIPTION
+    assert describe_risk(_state(along)).category == "pedestrian_near"
+    risk = describe_risk(state, path_half_width_m=PATH_HALF_WIDTH_M)
+    assert risk.actor_id == "entering" and risk.category == "pedestrian_near"
+    nearest_in_path = describe_risk(_state(along, later, inside), path_half_width_m=PATH_HALF_WIDTH_M)
+    assert nearest_in_path.actor_id == "inside"
 
 
 def test_far_cyclist_and_behind_or_outside_view_are_ignored() -> None:

@@ -68,6 +68,15 @@ def test_windows_hold_consecutive_real_frames_and_their_labels(windows: VlmWindo
     assert set(windows.towns) == {"grid"}
 
 
+def test_path_labels_are_the_camera_labels_less_what_stays_out_of_the_path(windows: VlmWindows) -> None:
+    path = generate_windows(12, seed=5, gated_fraction=0.75, frame_size=64, render_size=96, labels="path")
+    # The same windows (the gate and the sampling do not depend on the labels), labelled more sparingly.
+    assert np.array_equal(path.frames, windows.frames) and np.array_equal(path.gated, windows.gated)
+    assert path.categories.count("none") >= windows.categories.count("none")
+    for description, category in zip(path.descriptions, path.categories, strict=True):
+        assert category_of_description(description) == category
+
+
 def test_same_seed_same_windows(windows: VlmWindows) -> None:
     again = generate_windows(12, seed=5, gated_fraction=0.75, frame_size=64, render_size=96)
     assert again.descriptions == windows.descriptions

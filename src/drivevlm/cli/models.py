@@ -115,7 +115,11 @@ def train(
     vlm_vision_hidden: Annotated[int, typer.Option(help="Width of the tiny Qwen3-VL's vision tower.")] = 64,
     vlm_vision_depth: Annotated[int, typer.Option(help="Blocks of its vision tower.")] = 2,
     vlm_labels: Annotated[
-        str, typer.Option(help="camera (actors the camera shows) or field_of_view (older labels).")
+        str,
+        typer.Option(
+            help="camera (actors the camera shows), path (only those in or entering the ego's path) or "
+            "field_of_view (older labels)."
+        ),
     ] = "camera",
     as_json: JsonFlag = False,
 ) -> None:
@@ -261,10 +265,12 @@ def evaluate(
                 )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import held_out_windows
-        from drivevlm.model_training.train_tiny_vlm import evaluate_tiny_vlm, saved_frame_size
+        from drivevlm.model_training.train_tiny_vlm import evaluate_tiny_vlm, saved_frame_size, saved_labels
 
         folder = base / MODEL_NAMES["vlm"]
-        windows = held_out_windows(vlm_windows, seed=seed, frame_size=saved_frame_size(folder))
+        windows = held_out_windows(
+            vlm_windows, seed=seed, frame_size=saved_frame_size(folder), labels=saved_labels(folder)
+        )
         result = evaluate_tiny_vlm(folder, windows)
         result["meets_bar"] = bool(result["category_accuracy"] >= measures.VLM_ACCURACY_BAR)
         report["tiny_qwen3vl"] = result

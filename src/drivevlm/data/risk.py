@@ -3,7 +3,8 @@
 This is what a perfect dynamic-pathway VLM would say about the front camera's view. It labels the
 training data of the bundled small models and scores any VLM's answers (`category_of_description`).
 Categories: none, or the most relevant actor's kind (vehicle / pedestrian / cyclist) and whether it
-is near or far.
+is near or far. With `path_half_width_m`, only actors in the ego's path or about to enter it count: a
+person on the sidewalk walking along the road is no risk, and the answer is the clear-road sentence.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ NEAR_M = 15.0
 FAR_M = 40.0
 # Half the front camera's horizontal field of view (the renderer's default is 90 degrees).
 HALF_FOV_DEG = 45.0
+# The ego's path: a corridor this wide either side of its heading line (as the reward fidelity's ground
+# truth), and how soon an actor moving towards it must reach it to count as entering it.
+PATH_HALF_WIDTH_M = 2.5
+PATH_HORIZON_S = 2.0
 
 RISK_KINDS = ("vehicle", "pedestrian", "cyclist")
 RISK_CATEGORIES = ("none", *(f"{kind}_{band}" for kind in RISK_KINDS for band in ("near", "far")))
@@ -73,13 +78,36 @@ _PHRASES = {
 }
 
 
+def in_or_entering_path(
+    state: WorldState, half_width_m: float = PATH_HALF_WIDTH_M, horizon_s: float = PATH_HORIZON_S
+) -> np.ndarray:
+    """Per actor: in the corridor `half_width_m` either side of the ego's heading line, or moving towards
+    it fast enough to reach it within `horizon_s`."""
+    if not state.actors:
+        return np.zeros(0, dtype=bool)
+    ego = state.ego.pose
+    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in state.actors]), ego.x, ego.y, ego.yaw)
+    lateral = local[:, 1]
+    # The actors' velocity across the ego's heading (positive to the ego's left).
+    across = np.array([a.speed * math.sin(a.pose.yaw - ego.yaw) for a in state.actors])
+    gap = np.abs(lateral) - half_width_m
+    closing = -np.sign(lateral) * across
+    entering = (closing > 0.0) & (gap <= horizon_s * np.maximum(closing, 0.0))
+    return (gap <= 0.0) | entering
+
+
 def describe_risk(
-    state: WorldState, near_m: float = NEAR_M, far_m: float = FAR_M, seen: Collection[str] | None = None
+    state: WorldState,
+    near_m: float = NEAR_M,
+    far_m: float = FAR_M,
+    seen: Collection[str] | None = None,
+    path_half_width_m: float | None = None,
 ) -> Risk:
     """The most relevant actor visible ahead, as a category and a short sentence.
 
     `seen`: ids of the actors the front camera actually shows (`drivevlm.data.boxes.seen_actor_ids`);
-    None counts every actor in the field of view, hidden behind others or not.
+    None counts every actor in the field of view, hidden behind others or not. `path_half_width_m`: only
+    actors in or entering the ego's path count (`in_or_entering_path`); None counts every visible one.
     """
     ego = state.ego.pose
     if not state.actors:
@@ -90,6 +118,8 @@ def describe_risk(
     visible = (local[:, 0] > 1.0) & (np.abs(bearing) < HALF_FOV_DEG) & (distance < far_m)
     if seen is not None:
         visible &= np.array([a.id in seen for a in state.actors])
+    if path_half_width_m is not None:
+        visible &= in_or_entering_path(state, path_half_width_m)
     best: tuple[int, float, int] | None = None
     for index in np.flatnonzero(visible):
         kind = _KIND_OF_ACTOR[state.actors[index].kind]

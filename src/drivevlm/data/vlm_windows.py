@@ -22,7 +22,7 @@ from PIL import Image
 
 from drivevlm.atomic import atomic_output
 from drivevlm.data.boxes import seen_actor_ids
-from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, describe_risk
+from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, PATH_HALF_WIDTH_M, describe_risk
 from drivevlm.env import DriveEnv
 from drivevlm.render import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
@@ -34,7 +34,7 @@ DEFAULT_FRAMES_PER_WINDOW = 4
 # The env renders 224 px frames by default; the model's image processor shrinks them to this size.
 DEFAULT_RENDER_SIZE = 224
 DEFAULT_FRAME_SIZE = 128
-LABEL_KINDS = ("camera", "field_of_view")
+LABEL_KINDS = ("camera", "field_of_view", "path")
 HELD_OUT_TOWNS = tuple(name for name, town in TOWNS.items() if town.unseen)
 TRAIN_TOWNS = (TRAINING_TOWN,)
 # Seeds of held-out windows start here, so train and held-out episodes never share a seed.
@@ -185,8 +185,9 @@ def generate_windows(
     windows are not all near-duplicates) until `round(count * gated_fraction)` gated windows and the
     rest ungated ones are collected, at most `max_windows_per_episode` per episode.
     Episode i uses seed `seed * 100_000 + i`. `labels`: "camera" counts only the actors the camera shows
-    (gate and risk); "field_of_view" any actor in the field of view, hidden or not (labels before these
-    were restricted, kept to reproduce models trained on them).
+    (gate and risk); "path" as camera, but the risk only of actors in or entering the ego's path (a person
+    on the sidewalk is clear road); "field_of_view" any actor in the field of view, hidden or not (labels
+    before these were restricted, kept to reproduce models trained on them).
     """
     if count < 1:
         raise ValueError(f"count: expected at least 1 window, got {count}")
@@ -249,7 +250,7 @@ def generate_windows(
             while state is not None and taken < max_windows_per_episode:
                 states.append(state)
                 if len(states) == frames_per_window:
-                    seen = seen_actor_ids(renderer, state) if labels == "camera" else None
+                    seen = seen_actor_ids(renderer, state) if labels != "field_of_view" else None
                     gate = is_gated(state, seen=seen)
                     wanted = have_gated < need_gated if gate else have_other < need_other
                     if wanted and rng.random() < accept_probability:
@@ -259,7 +260,8 @@ def generate_windows(
                                 rendered[past.step] = len(frames)
                                 frames.append(shrink_frame(renderer.render(past), frame_size))
                             rows.append(rendered[past.step])
-                        risk = describe_risk(state, seen=seen)
+                        path = PATH_HALF_WIDTH_M if labels == "path" else None
+                        risk = describe_risk(state, seen=seen, path_half_width_m=path)
                         index.append(rows)
                         descriptions.append(risk.description)
                         categories.append(risk.category)

@@ -2,11 +2,13 @@
 
 Each job runs in its own process (libsumo allows one simulation per process) and is resumable: a job
 with a finished evaluation is skipped, one with a checkpoint is resumed from it, one without starts over.
-`python -m drivevlm.eval.jobs RUN_DIR/job.json` is that process.
+`python -m drivevlm.eval.jobs RUN_DIR/job.json` is that process. It holds a lock on RUN_DIR/job.lock while
+it runs, so a second benchmark call on the same folder leaves that job to it instead of running it twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -208,6 +210,32 @@ def plan_jobs(
     return jobs
 
 
+LOCK_FILE = "job.lock"
+# The exit status of a job process that found its job already running in another process.
+LOCKED_EXIT = 3
+
+
+def _try_lock(run_dir: Path) -> int | None:
+    """An exclusive lock on the run's lock file (its descriptor), or None while another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    return handle
+
+
+def running_elsewhere(job: Job) -> bool:
+    """True while another process runs this job (it holds the run's lock)."""
+    handle = _try_lock(Path(job.run_dir))
+    if handle is None:
+        return True
+    os.close(handle)
+    return False
+
+
 def _launch(job: Job) -> subprocess.Popen[bytes]:
     run = Path(job.run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -236,6 +264,9 @@ def run_jobs(
     for job in jobs:
         if job not in pending:
             say(f"skip {job.method} seed {job.seed}: finished")
+    for job in [job for job in pending if running_elsewhere(job)]:
+        pending.remove(job)
+        say(f"skip {job.method} seed {job.seed}: another process is running it ({job.run_dir})")
     running: list[tuple[Job, subprocess.Popen[bytes]]] = []
     failed: list[str] = []
     while pending or running:
@@ -252,6 +283,8 @@ def run_jobs(
             running.remove(item)
             if code == 0:
                 say(f"done {job.method} seed {job.seed}")
+            elif code == LOCKED_EXIT:
+                say(f"skip {job.method} seed {job.seed}: another process is running it ({job.run_dir})")
             else:
                 failed.append(job.run_dir)
                 say(f"FAILED {job.method} seed {job.seed} (exit {code}); see {Path(job.run_dir) / 'job.log'}")
@@ -269,7 +302,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = json.loads(Path(args[0]).read_text())
     job = Job(**{**data, "suites": tuple(data["suites"])})
-    summaries = run_job(job)
+    lock = _try_lock(Path(job.run_dir))
+    if lock is None:
+        print(f"{job.run_dir}: another process is running this job", file=sys.stderr)
+        return LOCKED_EXIT
+    try:
+        summaries = run_job(job)
+    finally:
+        os.close(lock)
     metrics: Mapping[str, Any] = {suite: summary.get("metrics", {}) for suite, summary in summaries.items()}
     print(json.dumps({"run_dir": job.run_dir, "metrics": metrics}, default=float))
     return 0

@@ -282,6 +282,17 @@ def saved_frame_size(folder: str | Path) -> int:
     return DEFAULT_FRAME_SIZE if shape is None else shape.frame_size
 
 
+def saved_labels(folder: str | Path) -> str:
+    """The labels a saved model was trained on (`generate_windows`); held-out windows are labelled alike.
+
+    Models saved before labels were recorded were trained on camera labels.
+    """
+    record = Path(folder) / "training.json"
+    if not record.is_file():
+        return "camera"
+    return str(json.loads(record.read_text(encoding="utf-8")).get("labels", "camera"))
+
+
 def _load_saved(folder: Path) -> tuple[Any, Any, Any]:
     from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen3VLForConditionalGeneration
 
@@ -451,6 +462,7 @@ def train_tiny_vlm(
         "category_power": category_power,
         "init": None if init is None else str(init),
         "flip": flip,
+        "labels": labels,
         "threads": threads,
         "windows": len(windows),
         "gated_windows": int(windows.gated.sum()),
@@ -566,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
     parser.add_argument(
-        "--labels", default="camera", help="camera (default) or field_of_view: see generate_windows"
+        "--labels", default="camera", help="camera (default), path or field_of_view: see generate_windows"
     )
     args = parser.parse_args(argv)
     scenarios = args.scenarios.split(",") if args.scenarios else None
@@ -607,7 +619,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.eval_windows:
         from drivevlm.data.vlm_windows import held_out_windows
 
-        held_out = held_out_windows(args.eval_windows, frame_size=saved_frame_size(args.out))
+        held_out = held_out_windows(
+            args.eval_windows, frame_size=saved_frame_size(args.out), labels=saved_labels(args.out)
+        )
         print(json.dumps(evaluate_tiny_vlm(args.out, held_out), indent=2))
 
 
