@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from drivevlm.sim.scenarios import SCENARIOS, SIMULATOR_TOWNS, Density, check_choice
+from drivevlm.sim.scenarios import SCENARIOS, SIMULATOR_TOWNS, Density, check_choice, check_town
 
 
 class ConfigError(ValueError):
@@ -93,8 +93,7 @@ class EnvConfig(Section):
     @field_validator("town")
     @classmethod
     def _town(cls, value: str, info: ValidationInfo) -> str:
-        simulator = info.data.get("simulator", "sumo")
-        return check_choice("town", value, list(SIMULATOR_TOWNS.get(simulator, ())))
+        return check_town(value, info.data.get("simulator", "sumo"))
 
     @field_validator("bev_history")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 
 class Density(str, Enum):
@@ -150,6 +151,34 @@ TRAINING_TOWN = "grid"
 # CARLA's stock towns (the paper trains on Town02). The CARLA backend also accepts our town names.
 CARLA_TOWNS: tuple[str, ...] = ("Town01", "Town02", "Town03", "Town04", "Town05")
 SIMULATOR_TOWNS: dict[str, tuple[str, ...]] = {"sumo": tuple(TOWNS), "carla": (*TOWNS, *CARLA_TOWNS)}
+
+
+# A town may also be a file: a SUMO network, or an OpenStreetMap extract converted with netconvert.
+NETWORK_SUFFIXES = (".net.xml", ".net.xml.gz")
+OSM_SUFFIXES = (".osm", ".osm.xml", ".osm.gz")
+
+
+def is_town_file(value: str) -> bool:
+    """Whether a town value names a network file (by its suffix) rather than a generated town."""
+    return str(value).lower().endswith(NETWORK_SUFFIXES + OSM_SUFFIXES)
+
+
+def check_town(value: str, simulator: str = "sumo") -> str:
+    """A generated town's name, or (embedded simulator) the path of an existing network or OSM file, made
+    absolute so that a run folder's config still finds it from another working directory."""
+    if simulator == "sumo" and is_town_file(value):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"town: no such network file {value!r}")
+        return str(path.resolve())
+    allowed = sorted(SIMULATOR_TOWNS.get(simulator, ()))
+    if value not in allowed:
+        files = ""
+        if simulator == "sumo":
+            suffixes = ", ".join(NETWORK_SUFFIXES + OSM_SUFFIXES)
+            files = f", or the path of a SUMO network or OpenStreetMap file ({suffixes})"
+        raise ValueError(f"town: unknown value {value!r}; allowed: {', '.join(allowed)}{files}")
+    return value
 
 
 def check_choice(field: str, value: str, allowed: dict[str, object] | list[str]) -> str:

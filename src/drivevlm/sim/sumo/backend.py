@@ -21,7 +21,7 @@ import numpy as np
 from drivevlm.sim.base import EpisodeSpec, SimulatorError
 from drivevlm.sim.ego_dynamics import BicycleParams, BicycleState, check_control, step_bicycle
 from drivevlm.sim.geometry import box_corners, boxes_overlap, project_point
-from drivevlm.sim.scenarios import SCENARIOS, STAGING, TOWNS, Density, check_choice
+from drivevlm.sim.scenarios import SCENARIOS, STAGING, Density, check_choice, check_town
 from drivevlm.sim.sumo import scripted
 from drivevlm.sim.sumo.mapdata import (
     HEADING_BINS,
@@ -90,14 +90,18 @@ def _routes_for(town: str, scenario: str, cache_key: str | None) -> tuple[tuple[
             found.append(edges)
         if len(found) == EVAL_ROUTES_PER_TOWN:
             return tuple(found)
-    raise SimulatorError(f"town {town}: found only {len(found)} evaluation routes for scenario {scenario}")
+    raise SimulatorError(
+        f"town {town}: only {len(found)} of the {EVAL_ROUTES_PER_TOWN} evaluation routes for scenario "
+        f"{scenario} found in 2000 random routes (each at least 150 m long, with room to stage {scenario}); "
+        "the network is too small or lacks what it needs (sidewalks, crossings, side roads, signals)"
+    )
 
 
 def evaluation_routes(
     town: str, scenario: str = "random", cache_dir: str | Path | None = None
 ) -> tuple[tuple[str, ...], ...]:
     """The town's fixed evaluation routes (edge lists) for a scenario; deterministic across runs."""
-    check_choice("town", town, TOWNS)
+    check_town(town)
     check_choice("scenario", scenario, SCENARIOS)
     return _routes_for(town, scenario, None if cache_dir is None else str(cache_dir))
 
@@ -155,7 +159,7 @@ class SumoBackend:
     def reset(self, spec: EpisodeSpec, seed: int) -> WorldState:
         if self._closed:
             raise SimulatorError("this SumoBackend was closed; build a new one")
-        check_choice("town", spec.town, TOWNS)
+        check_town(spec.town)
         check_choice("scenario", spec.scenario, SCENARIOS)
         density = Density(check_choice("density", spec.density, [d.value for d in Density]))
         if not (isinstance(spec.dt, float | int) and 0 < spec.dt <= 1.0):
@@ -198,7 +202,10 @@ class SumoBackend:
             actors = scripted.stage(spec.scenario, town, plan)
             if actors is not None:
                 return plan, actors
-        raise SimulatorError(f"town {spec.town}: no random route suits scenario {spec.scenario}")
+        raise SimulatorError(
+            f"town {spec.town}: none of 500 random routes suits scenario {spec.scenario} (at least 150 m "
+            "long, with room to stage it); the network is too small or lacks what the scenario needs"
+        )
 
     def _start(self, seed: int) -> None:
         import libsumo

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drivevlm.sim.base import SimulatorError
 from drivevlm.sim.geometry import polyline_headings, polyline_lengths, resample_polyline
 from drivevlm.sim.sumo.towns import town_network
 from drivevlm.sim.world import Lane, LaneKind, MapGeometry, Route, Strip
@@ -198,6 +199,11 @@ def _read(town: str, net_path: Path) -> TownData:
             seen[lid] = (int(index), lid, (float(end[0]), float(end[1])))
         signals[tls.getID()] = tuple(seen.values())
 
+    if not any(driving.values()):
+        raise SimulatorError(
+            f"town {town}: the network {net_path} has no lane a car may drive on (OpenStreetMap extracts "
+            "keep only the connected roads open to cars)"
+        )
     xmin, ymin, xmax, ymax = net.getBoundary()
     pad = 10.0
     bounds = (float(xmin) - pad, float(ymin) - pad, float(xmax) + pad, float(ymax) + pad)
@@ -360,4 +366,7 @@ def random_edges(
         )
         if turns >= 1:
             return tuple(edges)
-    raise RuntimeError(f"town {town.name}: could not draw a route with a turn")
+    raise SimulatorError(
+        f"town {town.name.removeprefix('sumo:')}: could not draw a route of at least 3 roads with a turn in "
+        "200 random walks; the network is too small or has no junction to turn at"
+    )
