@@ -34,8 +34,8 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from drivevlm.env import DriveEnv
+from drivevlm.presets.training import SacConfig, TrainConfig
 from drivevlm.train.buffer import PendingRewardReplayBuffer
-from drivevlm.train.config import SacConfig, TrainConfig
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
 

@@ -8,7 +8,7 @@ from drivevlm.config import ConfigError
 from drivevlm.distributed.config import RayConfig
 from drivevlm.distributed.ray_envs import pin_backend, runner_options
 from drivevlm.env import make_env
-from drivevlm.train.config import train_section
+from drivevlm.presets.training import train_section
 
 
 def test_executor_and_ray_section_validate_with_field_names() -> None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from drivevlm.cli import app
 from drivevlm.config import EnvConfig, apply_overrides
 from drivevlm.presets import PRESETS_DIR
-from drivevlm.train.config import train_section
+from drivevlm.presets.training import train_section
 from drivevlm.train.trainer import (
     _default_env_factory,
     _default_reward,

@@ -26,7 +26,6 @@ from drivevlm.inspection.fidelity import (
 )
 from drivevlm.presets import load_preset
 from drivevlm.rewards.build import build_reward
-from drivevlm.rewards.config import reward_sections
 from drivevlm.sim.world import Actor, ActorKind, EgoState, MapGeometry, Pose, Route, WorldState
 
 
@@ -134,8 +133,8 @@ def test_the_scripted_driver_varies_with_the_seed() -> None:
 def test_presets_are_scored_on_the_same_frames_and_the_oracle_orders_them() -> None:
     presets = {}
     for name in ("drivevlm_rl_oracle", "vlm_rl"):
-        reward, models = reward_sections(load_preset(name))
-        presets[name] = build_reward(reward, models)
+        preset = load_preset(name)
+        presets[name] = build_reward(preset.reward, preset.models)
     result = run_fidelity(
         presets, EnvConfig(rgb_size=96), 4, ["pedestrian_crossing"], seeds=2, stride=3, max_steps=240
     )

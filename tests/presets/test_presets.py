@@ -20,7 +20,7 @@ from drivevlm.presets import (
     recipe_names,
     resolve_preset,
 )
-from drivevlm.train.config import train_section
+from drivevlm.presets.training import train_section
 
 
 def test_every_benchmark_method_and_real_model_variant_is_shipped() -> None:
@@ -65,17 +65,17 @@ def test_presets_command_lists_them() -> None:
 
 def test_a_recipe_applies_over_the_preset_and_under_the_other_overrides(tmp_path: Path) -> None:
     assert "laptop" in recipe_names() and not any(name.startswith("recipes") for name in preset_names())
-    data = load_preset("drivevlm_rl", ["train.sac.batch_size=64", "recipe=laptop"])
-    train = train_section(data)
-    assert train.sac.batch_size == 64  # the --set value wins, wherever it stands
-    assert train.sac.gradient_steps == read_recipe("laptop")["train"]["sac"]["gradient_steps"]
-    assert data["env"]["state_units"] == "normalized" and data["env"]["simulator"] == "sumo"
-    assert data["reward"]["preset"] == "drivevlm_rl"  # what to learn stays the preset's
-    assert data["applied_recipe"] == "laptop" and "recipe" not in data
+    preset = load_preset("drivevlm_rl", ["train.sac.batch_size=64", "recipe=laptop"])
+    assert preset.train.sac.batch_size == 64  # the --set value wins, wherever it stands
+    assert preset.train.sac.gradient_steps == read_recipe("laptop")["train"]["sac"]["gradient_steps"]
+    assert preset.env.state_units == "normalized" and preset.env.simulator == "sumo"
+    assert preset.reward.preset == "drivevlm_rl"  # what to learn stays the preset's
+    assert preset.data["applied_recipe"] == "laptop" and "recipe" not in preset.data
+    assert train_section(preset.data) == preset.train
     # The same from a YAML key, and in the benchmark's job configs.
     own = tmp_path / "mine.yaml"
     own.write_text("recipe: laptop\ntrain: {algo: sac, sac: {batch_size: 32}}\n")
-    assert train_section(load_preset(own)).sac.batch_size == 128
+    assert load_preset(own).train.sac.batch_size == 128
     job = job_config("vlm_rl", seed=3, steps=500, overrides=["recipe=laptop"])
     assert job["train"]["sac"]["gradient_steps"] == 16 and job["train"]["total_timesteps"] == 500
     assert load_preset("vlm_rl") == load_preset("vlm_rl", [])  # no recipe: the preset as it is

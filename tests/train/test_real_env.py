@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from drivevlm.cli import app
 from drivevlm.config import EnvConfig
 from drivevlm.presets import PRESETS_DIR
-from drivevlm.train.config import TrainConfig
+from drivevlm.presets.training import TrainConfig
 from drivevlm.train.trainer import _default_env_factory, make_vec_env, train
 from support.chat_server import ChatServer, Reply
 from support.training import SMALL_TRAINING

@@ -61,10 +61,10 @@ def quickstart(
         f"train.log_interval={max(steps // 20, 1)}",
         f"recipe={RECIPE}",
     ]
-    data = load_preset(preset, overrides)
+    composed = load_preset(preset, overrides)
     bar = ProgressBar(enabled=not as_json)
     try:
-        summary = train(data, run_dir, resume=(run_dir / "config.yaml").exists(), progress=bar)
+        summary = train(composed, run_dir, resume=(run_dir / "config.yaml").exists(), progress=bar)
     finally:
         bar.close()
     # The env's own limit (3,000 steps, 200 s): the unseen routes are 344-574 m long, so a policy at the

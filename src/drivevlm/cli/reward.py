@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from drivevlm.cli.common import JsonFlag
+
+if TYPE_CHECKING:
+    from drivevlm.presets import Preset
 
 app = typer.Typer(
     help="Reward presets: calibrate θ on simulator frames, inspect one episode.", no_args_is_help=True
@@ -86,10 +89,10 @@ def reward_calibrate(
     from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS
     from drivevlm.presets import load_preset
 
-    data = load_preset(config, overrides or [])
+    preset = load_preset(config, overrides or [])
     names = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios is not None else None
     result = run_calibration(
-        data,
+        preset,
         frames=frames,
         scenarios=names if names is not None else DEFAULT_SAMPLE_SCENARIOS,
         seed=seed,
@@ -98,7 +101,7 @@ def reward_calibrate(
         high_pct=high_pct,
     )
     if write is not None:
-        result["written"] = str(write_calibrated_config(data, result, write))
+        result["written"] = str(write_calibrated_config(preset, result, write))
     if as_json:
         typer.echo(json.dumps(result, default=float))
         return
@@ -123,8 +126,8 @@ def reward_inspect(
     from drivevlm.inspection.inspect import run_inspection
     from drivevlm.presets import load_preset
 
-    data = load_preset(config, overrides or [])
-    result = run_inspection(data, scenario, out, steps=steps, seed=seed, every=every, batch=batch)
+    preset = load_preset(config, overrides or [])
+    result = run_inspection(preset, scenario, out, steps=steps, seed=seed, every=every, batch=batch)
     summary = result.summary
     if as_json:
         typer.echo(json.dumps(summary, default=float))
@@ -180,7 +183,7 @@ def _print_fidelity(result: dict[str, Any]) -> None:
             typer.echo(f"{name:<{width}}  {bounds}{note}")
 
 
-def _preset_with_overrides(spec: str, overrides: list[str]) -> dict[str, Any]:
+def _preset_with_overrides(spec: str, overrides: list[str]) -> Preset:
     """`name` or `name+key=value+key=value`: one preset with its own overrides after the shared ones."""
     from drivevlm.presets import load_preset
 
@@ -214,15 +217,12 @@ def reward_fidelity(
     """How well each preset's reward slows the car for people in its path, measured on the same frames."""
     from drivevlm.atomic import write_atomic
     from drivevlm.inspection.fidelity import DEFAULT_SEED, FIDELITY_SCENARIOS, run_fidelity
-    from drivevlm.presets import env_section
     from drivevlm.rewards.build import build_reward
-    from drivevlm.rewards.config import reward_sections
 
     names = [p.strip() for p in presets.split(",") if p.strip()]
     configs = {name: _preset_with_overrides(name, overrides or []) for name in names}
-    sections = {name: reward_sections(data) for name, data in configs.items()}
-    reward_fns = {name: build_reward(reward, models) for name, (reward, models) in sections.items()}
-    window = max(reward.window_frames for reward, _ in sections.values())
+    reward_fns = {name: build_reward(preset.reward, preset.models) for name, preset in configs.items()}
+    window = max(preset.reward.window_frames for preset in configs.values())
     chosen = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else list(FIDELITY_SCENARIOS)
 
     def progress(scenario: str, episode: int) -> None:
@@ -231,7 +231,7 @@ def reward_fidelity(
 
     result = run_fidelity(
         reward_fns,
-        env_section(configs[names[0]]),
+        configs[names[0]].env,
         window,
         chosen,
         seeds=seeds,

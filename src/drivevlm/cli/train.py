@@ -112,8 +112,8 @@ def train_command(
         if resume is not None:
             summary = train(None, resume, resume=True, progress=bar)
         else:
-            data = load_preset(config, overrides or [])
-            summary = train(data, run_dir or _default_run_dir(config), progress=bar)
+            preset = load_preset(config, overrides or [])
+            summary = train(preset, run_dir or _default_run_dir(config), progress=bar)
     except (ConfigError, ModelNotFoundError) as error:
         raise _fail(str(error)) from None
     finally:

@@ -116,13 +116,13 @@ def run_job(job: Job) -> dict[str, dict[str, Any]]:
     """Train (fresh or resumed) and evaluate one (method, seed) on each suite not yet evaluated; returns
     the evaluation summaries by suite."""
     from drivevlm.eval.evaluate import evaluate_run
+    from drivevlm.presets import Preset
     from drivevlm.rewards.build import build_reward
-    from drivevlm.rewards.config import reward_sections
     from drivevlm.train import checkpoint as ckpt
-    from drivevlm.train.config import train_section
     from drivevlm.train.trainer import train
 
     run = Path(job.run_dir)
+    preset = Preset.parse(job.config)
     summary_file = run / "summary.json"
     done_steps = json.loads(summary_file.read_text()).get("steps", 0) if summary_file.is_file() else 0
     if done_steps < job.steps:
@@ -142,23 +142,21 @@ def run_job(job: Job) -> dict[str, dict[str, Any]]:
         else:
             shutil.rmtree(run / "training", ignore_errors=True)
             start_step, session = 0, 0
-        reward_cfg, models_cfg = reward_sections(job.config)
-        reward_fn = build_reward(reward_cfg, models_cfg)
-        n_envs = train_section(job.config).n_envs
+        reward_fn = build_reward(preset.reward, preset.models)
         factory = RecordingEnvFactory(
-            dict(job.config.get("env") or {}),
+            preset.env,
             bool(reward_fn.needs_frames),
             1000 * session,
             run / "training",
             start_step,
-            n_envs,
+            preset.train.n_envs,
         )
         train(
-            None if resume else job.config,
+            None if resume else preset,
             run,
             resume=resume,
             reward_fn=reward_fn,
-            window_frames=reward_cfg.window_frames,
+            window_frames=preset.reward.window_frames,
             env_factory=factory,
         )
     write_episode_curve(run)

@@ -406,7 +406,7 @@ def write_report(
     from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.runs import RunError, load_run_config
     from drivevlm.eval.training_episodes import read_training_episodes, write_episode_curve
-    from drivevlm.train.config import train_section
+    from drivevlm.presets.training import train_section
 
     folder = Path(folder)
     target = Path(out) if out is not None else folder / "report.html"

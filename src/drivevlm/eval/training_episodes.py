@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 
 from drivevlm.atomic import atomic_output, write_atomic
+from drivevlm.config import EnvConfig
 from drivevlm.eval.episode_log import (
     LOG_FORMAT_VERSION,
     EpisodeLog,
@@ -59,14 +60,14 @@ class RecordingEnvFactory:
 
     def __init__(
         self,
-        env_section: dict[str, Any],
+        env_config: EnvConfig,
         render_frames: bool,
         seed_offset: int,
         log_dir: Path,
         start_step: int,
         n_envs: int,
     ) -> None:
-        self.env_section = env_section
+        self.env_config = env_config
         self.render_frames = render_frames
         self.seed_offset = seed_offset
         self.log_dir = log_dir
@@ -74,12 +75,13 @@ class RecordingEnvFactory:
         self.n_envs = n_envs
 
     def __call__(self, rank: int) -> gym.Env:  # type: ignore[type-arg]
-        from drivevlm.config import EnvConfig, build
         from drivevlm.env import make_env
 
-        cfg = build(EnvConfig, self.env_section, "env")
-        cfg = cfg.model_copy(
-            update={"seed": cfg.seed + rank + self.seed_offset, "render_frames": self.render_frames}
+        cfg = self.env_config.model_copy(
+            update={
+                "seed": self.env_config.seed + rank + self.seed_offset,
+                "render_frames": self.render_frames,
+            }
         )
         path = self.log_dir / f"episodes-rank{rank}.jsonl"
         return EpisodeLogWrapper(make_env(cfg), path, self.start_step + rank, self.n_envs)

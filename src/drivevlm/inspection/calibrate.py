@@ -9,7 +9,7 @@ reward terms is reported instead, so the command answers "what does this reward 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ import yaml
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError
 from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS, sample_requests
-from drivevlm.presets import env_section
+from drivevlm.presets import Preset, as_preset
 from drivevlm.rewards.build import ModelFactory, build_reward
-from drivevlm.rewards.config import reward_sections
 
 _PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
 _PERCENTILE_KEYS = ("min", "p5", "p25", "p50", "p75", "p95", "max")
@@ -45,7 +44,7 @@ def _fallback_reasons(reward_fn: Any) -> dict[str, int]:
 
 
 def run_calibration(
-    data: dict[str, Any],
+    config: Preset | Mapping[str, Any],
     frames: int = 64,
     scenarios: Sequence[str] = DEFAULT_SAMPLE_SCENARIOS,
     seed: int = 0,
@@ -57,9 +56,9 @@ def run_calibration(
     """Sample `frames` scripted-driving requests over `scenarios`; summarise the preset's reward on them."""
     from drivevlm.rewards.semantic import SemanticReward, calibrate
 
-    reward_cfg, models_cfg = reward_sections(data)
-    env_cfg = env_section(data)
-    reward_fn = build_reward(reward_cfg, models_cfg, factory)
+    preset = as_preset(config)
+    reward_cfg, env_cfg = preset.reward, preset.env
+    reward_fn = build_reward(reward_cfg, preset.models, factory)
     needs_frames = bool(reward_fn.needs_frames)
     started = time.perf_counter()
     labelled = sample_requests(
@@ -103,16 +102,16 @@ def run_calibration(
     return result
 
 
-def write_calibrated_config(data: dict[str, Any], result: dict[str, Any], path: Path) -> Path:
+def write_calibrated_config(config: Preset | Mapping[str, Any], result: dict[str, Any], path: Path) -> Path:
     """A copy of the preset (overrides applied) with the suggested θmin/θmax; comments are not kept."""
     theta_min, theta_max = result.get("suggested_theta_min"), result.get("suggested_theta_max")
     if theta_min is None or theta_max is None:
         raise ConfigError(f"write: {result.get('theta_note', 'no θ suggestion to write')}")
-    copy = dict(data)
+    copy = dict(config.data if isinstance(config, Preset) else config)
     reward = dict(copy.get("reward") or {})
     reward["theta_min"], reward["theta_max"] = float(theta_min), float(theta_max)
     copy["reward"] = reward
-    reward_sections(copy)
+    Preset.parse(copy)
     header = (
         f"# Calibrated by `drivevlm reward calibrate` on {result['frames']} frames "
         f"({', '.join(result['scenarios'])}): theta_min/theta_max = p{result.get('low_pct', 5):g}/"

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from drivevlm.config import ConfigError
 from drivevlm.inspection.frames import SteppedRequest, drive_episode, scenario_env_config
 from drivevlm.models.base import Detection, Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.models.detectors.coco import canonical_class
-from drivevlm.presets import env_section
+from drivevlm.presets import Preset, as_preset
 from drivevlm.rewards.build import ModelFactory, RegistryModelFactory, build_reward
-from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, RewardConfig, reward_sections
+from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, RewardConfig
 from drivevlm.rewards.signals import SIGNAL_FIELDS
 
 # Critical detections are drawn red, the detector's other detections yellow.
@@ -195,7 +195,7 @@ def _mean(rows: Sequence[dict[str, Any]], key: str) -> float | None:
 
 
 def run_inspection(
-    data: dict[str, Any],
+    config: Preset | Mapping[str, Any],
     scenario: str,
     out: Path,
     steps: int = 200,
@@ -211,10 +211,11 @@ def run_inspection(
         raise ConfigError(f"every: must be >= 1, got {every}")
     if batch < 1:
         raise ConfigError(f"batch: must be >= 1, got {batch}")
-    reward_cfg, models_cfg = reward_sections(data)
-    env_cfg = scenario_env_config(env_section(data), scenario, seed, render_frames=True)
+    preset = as_preset(config)
+    reward_cfg = preset.reward
+    env_cfg = scenario_env_config(preset.env, scenario, seed, render_frames=True)
     recorder = RecordingModels(factory)
-    reward_fn = build_reward(reward_cfg, models_cfg, recorder)
+    reward_fn = build_reward(reward_cfg, preset.models, recorder)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

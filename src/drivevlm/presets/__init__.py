@@ -5,12 +5,17 @@
 A recipe (`recipes/<name>.yaml`) is how to train, not what to learn: `env` and `train` values for a budget
 or a machine, applied over any method preset with `--set recipe=<name>` (or a `recipe:` key in a YAML
 file), under the other `--set` values. The composed config records it as `applied_recipe`.
+
+`load_preset` returns a `Preset`: the composed mapping with its four sections (`env`, `train`, `reward`,
+`models`) validated once, which the CLI, the trainer, evaluation and inspection take. The section schemas
+live beside what they configure (`config.EnvConfig`, `presets.training`, `rewards.config`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,8 @@ from drivevlm.config import (
     read_yaml,
     set_path,
 )
+from drivevlm.presets.training import TrainConfig, train_section
+from drivevlm.rewards.config import ModelsConfig, RewardConfig, reward_sections
 
 PRESETS_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PRESETS_DIR / "recipes"
@@ -102,14 +109,39 @@ def preset_summary(name: str) -> str:
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
 
 
-def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Preset:
+    """A composed preset with every section validated (an invalid value is an error naming its field).
+
+    `data` is the composed mapping itself: a run saves it as its config.yaml, a benchmark job as job.json.
+    """
+
+    data: dict[str, Any]
+    env: EnvConfig
+    train: TrainConfig
+    reward: RewardConfig
+    models: ModelsConfig
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Preset:
+        mapping = dict(data)
+        reward, models = reward_sections(mapping)
+        return cls(mapping, env_section(mapping), train_section(mapping), reward, models)
+
+
+def as_preset(config: Preset | Mapping[str, Any]) -> Preset:
+    """A `Preset` as it is, a whole preset mapping validated (what notebooks and tests pass)."""
+    return config if isinstance(config, Preset) else Preset.parse(config)
+
+
+def load_preset(config: str | Path | None, overrides: Sequence[str] = ()) -> Preset:
     """A preset (shipped name or YAML path; None: the built-in defaults) with its recipe, if one is asked
-    for, and `--set a.b=value` applied."""
+    for, and `--set a.b=value` applied, every section validated."""
     data = read_yaml(resolve_preset(config)) if config is not None else {}
-    return compose(data, list(overrides))
+    return Preset.parse(compose(data, list(overrides)))
 
 
-def env_section(data: dict[str, Any]) -> EnvConfig:
+def env_section(data: Mapping[str, Any]) -> EnvConfig:
     """The preset's `env` section, validated."""
     env = {} if data.get("env") is None else data["env"]
     if not isinstance(env, dict):

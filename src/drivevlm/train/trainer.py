@@ -32,12 +32,13 @@ from drivevlm.annotation.annotator import Annotator
 from drivevlm.annotation.queue import PendingRewards
 from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.atomic import write_atomic
-from drivevlm.config import ConfigError, EnvConfig, build
+from drivevlm.config import ConfigError, EnvConfig
+from drivevlm.presets import Preset, as_preset
+from drivevlm.presets.training import TrainConfig
 from drivevlm.rewards.base import RewardFunction
 from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
 from drivevlm.train.buffer import PendingRewardReplayBuffer
-from drivevlm.train.config import TrainConfig, train_section
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy
 from drivevlm.train.vec import RestartingSubprocVecEnv
@@ -61,12 +62,10 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _default_reward(data: Mapping[str, Any]) -> tuple[RewardFunction, int]:
+def _default_reward(preset: Preset) -> tuple[RewardFunction, int]:
     from drivevlm.rewards.build import build_reward
-    from drivevlm.rewards.config import reward_sections
 
-    reward_cfg, models_cfg = reward_sections(dict(data))
-    return build_reward(reward_cfg, models_cfg), reward_cfg.window_frames
+    return build_reward(preset.reward, preset.models), preset.reward.window_frames
 
 
 def _default_env_factory(env_cfg: EnvConfig, render_frames: bool, seed_offset: int) -> EnvFactory:
@@ -326,15 +325,15 @@ class _Run:
         return path
 
 
-def _resolved_config(data: Mapping[str, Any], cfg: TrainConfig, env_cfg: EnvConfig) -> dict[str, Any]:
-    resolved = dict(data)
-    resolved["train"] = cfg.model_dump(mode="json")
-    resolved["env"] = env_cfg.model_dump(mode="json")
+def _resolved_config(preset: Preset) -> dict[str, Any]:
+    resolved = dict(preset.data)
+    resolved["train"] = preset.train.model_dump(mode="json")
+    resolved["env"] = preset.env.model_dump(mode="json")
     return resolved
 
 
 def train(
-    config: Mapping[str, Any] | None,
+    config: Preset | Mapping[str, Any] | None,
     run_dir: str | Path,
     resume: bool = False,
     *,
@@ -345,8 +344,8 @@ def train(
 ) -> dict[str, Any]:
     """Train a policy; returns a summary (steps, episodes, collision rate, throughput, annotator counts).
 
-    `config` is a whole preset mapping (`env:`, `train:`, `reward:`, `models:` sections); with
-    `resume=True` it may be None (the run folder's config.yaml is used). `reward_fn` defaults to the
+    `config` is a `Preset` (or a whole preset mapping, validated here); with `resume=True` it may be None
+    (the run folder's config.yaml is used). `reward_fn` defaults to the
     preset's reward (drivevlm.rewards.build), `env_factory(rank)` to DriveEnv with seed env.seed + rank.
     `progress(snapshot)` is called at every log interval.
     """
@@ -355,32 +354,31 @@ def train(
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"resume: {run_dir} has no config.yaml (not a run folder)")
-        data = yaml.safe_load(saved.read_text()) or {}
+        preset = Preset.parse(yaml.safe_load(saved.read_text()) or {})
         start = ckpt.latest_checkpoint(run_dir / "checkpoints")
         if start is None:
             raise ConfigError(f"resume: {run_dir} has no complete checkpoint yet")
     else:
         if config is None:
             raise ConfigError("config: required unless resume=True")
-        data = dict(config)
+        preset = as_preset(config)
         if (run_dir / "checkpoints" / ckpt.LATEST).exists():
             raise ConfigError(f"run_dir: {run_dir} already holds a run; pass resume=True to continue it")
         start = None
-    cfg = train_section(data)
-    env_cfg = build(EnvConfig, data.get("env") or {}, "env")
+    cfg, env_cfg = preset.train, preset.env
     trainer_state = ckpt.load_trainer_state(start) if start is not None else {}
     session = int(trainer_state.get("session", -1)) + 1
     th.set_num_threads(max(1, th.get_num_threads()))
 
     if reward_fn is None:
-        reward_fn, default_window = _default_reward(data)
+        reward_fn, default_window = _default_reward(preset)
         window_frames = window_frames or default_window
     window_frames = window_frames or 4
     factory = env_factory or _default_env_factory(env_cfg, bool(reward_fn.needs_frames), 1000 * session)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_atomic(run_dir / "config.yaml", yaml.safe_dump(_resolved_config(data, cfg, env_cfg)).encode())
+        write_atomic(run_dir / "config.yaml", yaml.safe_dump(_resolved_config(preset)).encode())
         meta = {
             "git_commit": _git_commit(),
             "seed": cfg.seed,
