@@ -111,9 +111,9 @@ def test_bad_arguments_name_the_field() -> None:
 
 def test_pool_is_selectable_from_a_preset() -> None:
     from drivevlm.config import build
+    from drivevlm.models.config import LVLMConfig
     from drivevlm.models.lvlm.endpoints import EndpointPoolVLM
     from drivevlm.rewards.build import RegistryModelFactory
-    from drivevlm.rewards.config import LVLMConfig
 
     cfg = build(
         LVLMConfig, {"backend": "openai_pool", "base_url": "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from drivevlm.config import ConfigError, EnvConfig, build, read_yaml
+from drivevlm.models.config import DetectorConfig, ModelsConfig
 from drivevlm.models.detectors.tiny import TinyDetector
 from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.build import InjectedModels, RegistryModelFactory, build_reward
-from drivevlm.rewards.config import DetectorConfig, ModelsConfig, RewardConfig, reward_sections
+from drivevlm.rewards.config import RewardConfig, reward_sections
 from drivevlm.rewards.registry import preset_names
 
 PRESET_FILES = sorted(PRESETS_DIR.glob("*.yaml"))

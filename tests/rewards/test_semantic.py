@@ -10,11 +10,12 @@ import pytest
 from fakes import PixelEncoder, SceneDetector, frame
 from test_pathways import GOAL, TEXTS
 
+from drivevlm.models.config import ModelsConfig
 from drivevlm.models.detectors.coco import COCO_CLASSES
 from drivevlm.models.lvlm.openai_server import OpenAIChatVLM
 from drivevlm.rewards.base import RewardFunction, RewardRequest
 from drivevlm.rewards.build import InjectedModels, build_reward
-from drivevlm.rewards.config import ModelsConfig, RewardConfig
+from drivevlm.rewards.config import RewardConfig
 from drivevlm.rewards.semantic import SemanticReward, calibrate
 from drivevlm.vehicle_signals import VehicleSignals
 from support.chat_server import ChatServer, Reply

@@ -23,10 +23,11 @@ from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError
 from drivevlm.inspection.frames import SteppedRequest, drive_episode, scenario_env_config
 from drivevlm.models.base import Detection, Detector, ImageTextEncoder, VisionLanguageModel
+from drivevlm.models.config import ClipConfig, DetectorConfig, LVLMConfig
 from drivevlm.models.detectors.coco import canonical_class
 from drivevlm.presets import Preset, as_preset
 from drivevlm.rewards.build import ModelFactory, RegistryModelFactory, build_reward
-from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, RewardConfig
+from drivevlm.rewards.config import RewardConfig
 from drivevlm.rewards.signals import SIGNAL_FIELDS
 
 # Critical detections are drawn red, the detector's other detections yellow.

@@ -28,8 +28,9 @@ from drivevlm.config import (
     read_yaml,
     set_path,
 )
+from drivevlm.models.config import ModelsConfig
 from drivevlm.presets.training import TrainConfig, train_section
-from drivevlm.rewards.config import ModelsConfig, RewardConfig, reward_sections
+from drivevlm.rewards.config import RewardConfig, reward_sections
 
 PRESETS_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PRESETS_DIR / "recipes"

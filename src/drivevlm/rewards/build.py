@@ -14,8 +14,9 @@ from typing import Any, Protocol
 from drivevlm.config import ConfigError
 from drivevlm.models.base import Detector, ImageTextEncoder, VisionLanguageModel
 from drivevlm.models.cache import CachedEncoder, ResultCache, cached_vlm
+from drivevlm.models.config import ClipConfig, DetectorConfig, LVLMConfig, ModelsConfig
 from drivevlm.rewards.base import RewardFunction
-from drivevlm.rewards.config import ClipConfig, DetectorConfig, LVLMConfig, ModelsConfig, RewardConfig
+from drivevlm.rewards.config import RewardConfig
 from drivevlm.rewards.registry import get_preset
 
 
