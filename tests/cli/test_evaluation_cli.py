@@ -200,6 +200,16 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
     assert "| VCR | VCS | SR |" in (out / "vru_collisions.md").read_text()
     bench = json.loads((out / "benchmark.json").read_text())
     suites = set(bench["runs"]["tirl_sac/seed-0"]["suites"])
-    assert suites == {"unseen_routes", "scenario_pedestrian_crossing"}
+    assert suites == {"unseen_routes", "scenario_pedestrian_crossing"} and bench["missing"] == []
+    # --tables-only starts nothing and names what is missing: here a third seed.
+    third = [*more[:-1], "--tables-only", "--json"]
+    third[third.index("--seeds") + 1] = "3"
+    code, out_text, err = _run(*third)
+    assert code == 0, err + out_text
+    assert not (out / "runs" / "tirl_sac" / "seed-2").exists()
+    assert json.loads(out_text.splitlines()[-1])["missing"] == [
+        "chen_sac/seed-2: trained 0 of 320 steps",
+        "tirl_sac/seed-2: trained 0 of 320 steps",
+    ]
     bad = _run("benchmark", "--methods", "no_such_method", "--out", tmp_path / "b2")
     assert bad[0] == 2 and "methods: unknown value 'no_such_method'" in bad[2]

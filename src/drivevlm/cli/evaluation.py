@@ -112,6 +112,13 @@ def benchmark(
     ] = "main",
     configs: Annotated[Path | None, typer.Option(help="Folder of preset YAMLs (default: shipped).")] = None,
     eval_max_steps: Annotated[int | None, typer.Option(help="Step limit per evaluation episode.")] = None,
+    tables_only: Annotated[
+        bool,
+        typer.Option(
+            "--tables-only",
+            help="Write the tables from the runs finished so far; start nothing, list the rest.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train and evaluate every method x seed (resumable), then write the paper's tables and curves."""
@@ -121,18 +128,21 @@ def benchmark(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_benchmark(
         out, names, seeds, steps, suite_list(suite), episodes, overrides or [], experiment, jobs, configs,
-        eval_max_steps, progress=typer.echo,
+        eval_max_steps, progress=typer.echo, run=not tables_only,
     )  # fmt: skip
     for path in result.tables.values():
         if path.endswith(".md"):
             typer.echo(Path(path).read_text(encoding="utf-8"))
     typer.echo(f"curves: {result.curves}")
+    for line in result.missing:
+        typer.echo(f"missing: {line}")
     typer.echo(f"benchmark folder: {out} ({result.seconds:.1f} s)")
     if result.failed:
         typer.echo(f"error: runs failed: {', '.join(result.failed)} (see job.log in each)", err=True)
     if as_json:
         typer.echo(json.dumps({"out": str(out), "tables": result.tables, "curves": result.curves,
-                               "failed": result.failed, "seconds": result.seconds}))  # fmt: skip
+                               "failed": result.failed, "missing": result.missing,
+                               "seconds": result.seconds}))  # fmt: skip
     if result.failed:
         raise typer.Exit(1)
 

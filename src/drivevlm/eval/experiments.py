@@ -25,7 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivevlm.eval.jobs import DEFAULT_METHODS, DISPLAY_NAMES, Job, eval_path, evaluated, plan_jobs, run_jobs
+from drivevlm.eval.jobs import (
+    DEFAULT_METHODS,
+    DISPLAY_NAMES,
+    Job,
+    eval_path,
+    evaluated,
+    job_finished,
+    plan_jobs,
+    run_jobs,
+    trained_steps,
+)
 from drivevlm.eval.training_episodes import EPISODES_FILE, read_training_episodes
 
 
@@ -36,7 +46,10 @@ class BenchmarkResult:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     curves: str | None = None
+    # Run folders whose job process failed in this call.
     failed: list[str] = field(default_factory=list)
+    # What the tables still lack: "<method>/seed-<n>: <why>" for every job not trained and evaluated yet.
+    missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -75,8 +88,18 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
     for job in jobs:
         run = Path(job.run_dir)
         name = DISPLAY_NAMES.get(job.method, job.method)
-        if not evaluated(job, job.suites[0]):
-            result.failed.append(job.run_dir)
+        key = f"{job.method}/seed-{job.seed}"
+        lacking = [suite for suite in job.suites if not evaluated(job, suite)]
+        if not job_finished(job):
+            done = trained_steps(run)
+            trained = done >= job.steps
+            what = (
+                f"not evaluated on {', '.join(lacking)}"
+                if trained
+                else f"trained {done} of {job.steps} steps"
+            )
+            result.missing.append(f"{key}: {what}")
+        if job.suites[0] in lacking:
             continue
         suites = {
             suite: json.loads(eval_path(job, suite).read_text())["metrics"]
@@ -93,7 +116,7 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
         if trained is not None:
             training.setdefault(name, []).append(trained)
             curves.setdefault(name, []).append(run / "training" / EPISODES_FILE)
-        result.runs[f"{job.method}/seed-{job.seed}"] = {
+        result.runs[key] = {
             "run_dir": job.run_dir,
             "training": trained,
             "training_episodes": len(episodes),
@@ -139,16 +162,20 @@ def run_benchmark(
     configs: Path | None = None,
     eval_max_steps: int | None = None,
     progress: Callable[[str], None] | None = None,
+    run: bool = True,
 ) -> BenchmarkResult:
-    """Train and evaluate every method x seed (resumable, `parallel` processes), then write the tables."""
+    """Train and evaluate every method x seed (resumable, `parallel` processes), then write the tables.
+
+    `run=False` only writes the tables from the jobs finished so far (`result.missing` names the rest).
+    """
     started = time.monotonic()
     out = Path(out)
     jobs = plan_jobs(
         out, methods, seeds, steps, suites, eval_episodes, overrides, experiment, configs, eval_max_steps
     )
-    failed = run_jobs(jobs, parallel, progress)
+    failed = run_jobs(jobs, parallel, progress) if run else []
     result = collect_tables(jobs, out, experiment)
-    result.failed = sorted(set(result.failed) | set(failed))
+    result.failed = sorted(failed)
     result.seconds = time.monotonic() - started
     summary = {
         "experiment": experiment,
@@ -162,6 +189,7 @@ def run_benchmark(
         "tables": result.tables,
         "curves": result.curves,
         "failed": result.failed,
+        "missing": result.missing,
         "seconds": result.seconds,
     }
     from drivevlm.eval.evaluate import write_json_atomic

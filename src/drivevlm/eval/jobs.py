@@ -104,10 +104,17 @@ def evaluated(job: Job, suite: str) -> bool:
     return path.is_file() and json.loads(path.read_text()).get("episodes") == job.eval_episodes
 
 
+def trained_steps(run: Path) -> int:
+    """Steps a run folder holds: its summary's after a finished session, else its latest checkpoint's."""
+    summary, latest = run / "summary.json", run / "checkpoints" / "latest.json"
+    if summary.is_file():
+        return int(json.loads(summary.read_text()).get("steps", 0))
+    return int(json.loads(latest.read_text()).get("num_timesteps", 0)) if latest.is_file() else 0
+
+
 def job_finished(job: Job) -> bool:
     """Trained to the target and evaluated on every suite with the wanted episode count."""
-    summary = Path(job.run_dir) / "summary.json"
-    if not summary.is_file() or json.loads(summary.read_text()).get("steps", 0) < job.steps:
+    if trained_steps(Path(job.run_dir)) < job.steps:
         return False
     return all(evaluated(job, suite) for suite in job.suites)
 
@@ -123,9 +130,7 @@ def run_job(job: Job) -> dict[str, dict[str, Any]]:
 
     run = Path(job.run_dir)
     preset = Preset.parse(job.config)
-    summary_file = run / "summary.json"
-    done_steps = json.loads(summary_file.read_text()).get("steps", 0) if summary_file.is_file() else 0
-    if done_steps < job.steps:
+    if trained_steps(run) < job.steps:
         start = ckpt.latest_checkpoint(run / "checkpoints")
         resume = start is not None
         if resume:
