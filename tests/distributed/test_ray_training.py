@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from drivevlm.cli import app
 from drivevlm.config import EnvConfig, apply_overrides
-from drivevlm.presets import PRESETS_DIR
-from drivevlm.presets.training import train_section
+from drivevlm.presets import PRESETS_DIR, Preset
 from drivevlm.train.trainer import (
     _default_env_factory,
     _default_reward,
@@ -93,8 +92,9 @@ def test_killed_runner_and_annotator_recover_and_annotate_each_transition_once(r
 
     data = {"env": {"density": "empty", "seed": 3}, "reward": {"preset": "chen"}, "train": dict(SMALL)}
     data["train"]["annotator"] = {"batch_size": 8}
-    cfg = train_section(data)
-    chen, window = _default_reward(data)
+    preset = Preset.parse(data)
+    cfg = preset.train
+    chen, window = _default_reward(preset)
     reward = DelayedReward(chen, delay_s=0.05)
     env_cfg = EnvConfig(density="empty", seed=3)
     env = make_vec_env(_default_env_factory(env_cfg, False, 0), cfg)
