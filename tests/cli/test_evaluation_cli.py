@@ -201,6 +201,11 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
     bench = json.loads((out / "benchmark.json").read_text())
     suites = set(bench["runs"]["tirl_sac/seed-0"]["suites"])
     assert suites == {"unseen_routes", "scenario_pedestrian_crossing"} and bench["missing"] == []
+    # The benchmark's HTML page: a testing table per suite and the pooled VRU collisions.
+    code, out_text, err = _run("report", out, "--videos", "0")
+    assert code == 0, err + out_text
+    page = (out / "report.html").read_text()
+    assert "Testing on scenario_pedestrian_crossing" in page and "all VRU suites pooled" in page
     # --tables-only starts nothing and names what is missing: here a third seed.
     third = [*more[:-1], "--tables-only", "--json"]
     third[third.index("--seeds") + 1] = "3"

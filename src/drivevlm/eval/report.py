@@ -405,6 +405,7 @@ def write_report(
     from drivevlm.eval.jobs import DISPLAY_NAMES
     from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.runs import RunError, load_run_config
+    from drivevlm.eval.suites import VRU_SUITES
     from drivevlm.eval.training_episodes import read_training_episodes, write_episode_curve
     from drivevlm.presets.training import train_section
 
@@ -438,8 +439,9 @@ def write_report(
                 TABLE3_COLUMNS if extreme else TABLE1_COLUMNS,
             )
         for suite, results in testing.items():
+            vru_columns = ("VCR", "VCS") if suite in VRU_SUITES else ()
             if results:
-                tables[f"Testing on {suite}"] = (results, (*TABLE2_COLUMNS, "DS", "IPK", "VCR", "VCS"))
+                tables[f"Testing on {suite}"] = (results, (*TABLE2_COLUMNS, "DS", "IPK", *vru_columns))
         if vru:
             tables["Collisions with pedestrians and riders, all VRU suites pooled"] = (vru, VRU_COLUMNS)
         if bench.get("curves") and Path(bench["curves"]).is_file():
