@@ -8,16 +8,12 @@ spec does not fit the env) ends the command with one `error: ...` line and exit 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from drivevlm.cli.common import JsonFlag, emit
-
-F = TypeVar("F", bound=Callable[..., Any])
+from drivevlm.cli.common import JsonFlag, clean_errors, emit
 
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set env.density=dense.")
@@ -29,23 +25,6 @@ PolicyOption = Annotated[
         help="An exported policy file (.onnx, or .pt for TorchScript), or a shipped policy by name.",
     ),
 ]
-
-
-def _clean_errors(command: F) -> F:
-    """Turn the errors bad input raises into one line on stderr and exit status 2."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from drivevlm.deploy.runtime import ObservationSpecError
-        from drivevlm.models.base import ModelNotFoundError
-
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, ModelNotFoundError, ObservationSpecError) as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _print_metrics(result: dict[str, Any]) -> None:
@@ -64,7 +43,7 @@ def _print_metrics(result: dict[str, Any]) -> None:
     typer.echo(f"written: {result['path']}")
 
 
-@_clean_errors
+@clean_errors
 def evaluate(
     run_dir: Annotated[Path | None, typer.Argument(help="A training run folder.")] = None,
     suite: Annotated[str, typer.Option(help="Evaluation suite, e.g. unseen_routes, density_dense.")] = (
@@ -89,7 +68,7 @@ def evaluate(
         typer.echo(json.dumps(compact, default=float))
 
 
-@_clean_errors
+@clean_errors
 def benchmark(
     methods: Annotated[str, typer.Option(help="Comma-separated preset names (`drivevlm presets`).")] = (
         "drivevlm_rl,vlm_rl,chen_sac,tirl_sac"
@@ -147,7 +126,7 @@ def benchmark(
         raise typer.Exit(1)
 
 
-@_clean_errors
+@clean_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
@@ -166,7 +145,7 @@ def export(
     emit({"policy": str(written), "format": format, "checkpoint": driver.source}, as_json)
 
 
-@_clean_errors
+@clean_errors
 def drive(
     run_dir: Annotated[Path | None, typer.Argument(help="A training run folder.")] = None,
     policy: PolicyOption = None,
@@ -198,7 +177,7 @@ def drive(
     emit({"video": str(result.video), "frames": result.frames, **result.episode}, as_json)
 
 
-@_clean_errors
+@clean_errors
 def report(
     folder: Annotated[Path, typer.Argument(help="A run folder or a benchmark folder.")],
     videos: Annotated[int, typer.Option(help="Episode videos to record when the folder has none.")] = 2,

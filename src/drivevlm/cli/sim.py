@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from drivevlm.cli.common import JsonFlag, emit, env_config, save_png
+from drivevlm.cli.common import JsonFlag, clean_errors, emit, env_config, save_png
 
 app = typer.Typer(help="The embedded simulator: render episodes, measure throughput.", no_args_is_help=True)
 
@@ -70,6 +70,7 @@ def run_episode_with_images(config: Any, out: Path, steps: int, every: int, seed
 
 
 @app.command("render")
+@clean_errors
 def sim_render(
     out: Annotated[Path, typer.Option(help="Folder for the PNGs and summary.json.")],
     scenario: str = "pedestrian_crossing",
@@ -86,6 +87,7 @@ def sim_render(
 
 
 @app.command("bench")
+@clean_errors
 def sim_bench(
     steps: int = 2000,
     town: str = "grid",
