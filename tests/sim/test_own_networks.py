@@ -132,3 +132,14 @@ def test_unseen_routes_of_an_own_town_are_its_evaluation_routes() -> None:
     suite = get_suite("unseen_routes", episodes=10, training_town=str(OSM.resolve()))
     assert {episode.town for episode in suite.episodes} == {str(OSM.resolve())}
     assert sorted(episode.route_index for episode in suite.episodes) == list(range(10))
+
+
+def test_a_driving_data_set_can_be_drawn_on_an_own_town(tmp_path: Path) -> None:
+    from drivevlm.data.dataset import read_manifest
+    from drivevlm.data.generate import generate_dataset
+
+    generate_dataset(tmp_path / "data", 8, towns=[str(OSM)], scenarios=["pedestrian_crossing"], size=64)
+    manifest = read_manifest(tmp_path / "data")
+    assert manifest["frames"] >= 8
+    with pytest.raises(ValueError, match=r"towns: unknown value 'mars'; allowed: .*OpenStreetMap"):
+        generate_dataset(tmp_path / "other", 8, towns=["mars"])

@@ -29,7 +29,7 @@ from drivevlm.env import DriveEnv
 from drivevlm.render.front_camera import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.base import EpisodeSpec
-from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, check_choice
+from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, check_choice, check_town
 
 FORMAT_VERSION = 1
 DEFAULT_SIZE = 160
@@ -200,8 +200,7 @@ def generate_dataset(
         raise ValueError("towns: need at least one town")
     if not scenarios:
         raise ValueError("scenarios: need at least one scenario")
-    for town in towns:
-        check_choice("towns", town, TOWNS)
+    towns = tuple(check_town(town, field="towns") for town in towns)
     for scenario in scenarios:
         check_choice("scenarios", scenario, SCENARIOS)
     root = Path(out_dir)

@@ -163,13 +163,13 @@ def is_town_file(value: str) -> bool:
     return str(value).lower().endswith(NETWORK_SUFFIXES + OSM_SUFFIXES)
 
 
-def check_town(value: str, simulator: str = "sumo") -> str:
+def check_town(value: str, simulator: str = "sumo", field: str = "town") -> str:
     """A generated town's name, or (embedded simulator) the path of an existing network or OSM file, made
     absolute so that a run folder's config still finds it from another working directory."""
     if simulator == "sumo" and is_town_file(value):
         path = Path(value).expanduser()
         if not path.is_file():
-            raise ValueError(f"town: no such network file {value!r}")
+            raise ValueError(f"{field}: no such network file {value!r}")
         return str(path.resolve())
     allowed = sorted(SIMULATOR_TOWNS.get(simulator, ()))
     if value not in allowed:
@@ -177,7 +177,7 @@ def check_town(value: str, simulator: str = "sumo") -> str:
         if simulator == "sumo":
             suffixes = ", ".join(NETWORK_SUFFIXES + OSM_SUFFIXES)
             files = f", or the path of a SUMO network or OpenStreetMap file ({suffixes})"
-        raise ValueError(f"town: unknown value {value!r}; allowed: {', '.join(allowed)}{files}")
+        raise ValueError(f"{field}: unknown value {value!r}; allowed: {', '.join(allowed)}{files}")
     return value
 
 
