@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from drivevlm.atomic import atomic_output, write_atomic
+from drivevlm.atomic import AtomicFile, atomic_output, write_atomic
 
 
 def test_writes_bytes_and_text_and_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -38,3 +38,19 @@ def test_atomic_output_hands_a_named_file_to_other_writers(tmp_path: Path) -> No
         raise RuntimeError("writer failed")
     assert np.load(target)["a"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in target.parent.iterdir()) == ["arrays.npz"]
+
+
+def test_an_atomic_file_filled_over_time_commits_whole_or_leaves_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "clip.webm"
+    target.write_bytes(b"old")
+    aborted = AtomicFile(target)
+    aborted.path.write_bytes(b"half")
+    aborted.abort()
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.webm"]
+    filled = AtomicFile(target)
+    assert filled.path.parent == tmp_path and filled.path.suffix == ".webm"
+    filled.path.write_bytes(b"new")
+    assert filled.commit() == target and target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o644 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.webm"
+    ]

@@ -9,8 +9,6 @@ is missing the frames go to an animated GIF instead.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from drivevlm.atomic import atomic_output
+from drivevlm.atomic import AtomicFile, atomic_output
 from drivevlm.config import EnvConfig
 from drivevlm.eval.evaluate import Act, run_episode
 from drivevlm.eval.suites import SuiteEpisode
@@ -71,12 +69,8 @@ class VideoSink:
         self.fallback_reason: str | None = None
         self._writer: Any = None
         self._gif_frames: list[np.ndarray] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._file = AtomicFile(self.path)
+        self._tmp = self._file.path
 
     def add(self, frame: np.ndarray) -> None:
         import cv2
@@ -98,17 +92,15 @@ class VideoSink:
     def close(self) -> Path:
         """Finish the file; returns the path written (the .gif beside `path` after a fallback)."""
         if self.frames == 0:
-            self._tmp.unlink(missing_ok=True)
+            self._file.abort()
             raise ValueError("video: no frames were added")
         if self._writer is not None:
             self._writer.release()
-            self._tmp.chmod(0o644)
-            self._tmp.replace(self.path)
-            self.written = self.path
-            return self.path
+            self.written = self._file.commit()
+            return self.written
         from PIL import Image
 
-        self._tmp.unlink(missing_ok=True)
+        self._file.abort()
         target = self.path.with_suffix(".gif")
         images = [Image.fromarray(f) for f in self._gif_frames]
         with atomic_output(target) as tmp:
