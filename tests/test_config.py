@@ -12,7 +12,7 @@ def test_every_bad_field_is_named() -> None:
     with pytest.raises(ConfigError) as error:
         build(EnvConfig, {"town": "nowhere", "bev_size": 4}, "env")
     message = str(error.value)
-    assert "env.town: unknown value 'nowhere'; allowed: grid, irregular, tee" in message
+    assert "env.town: unknown value 'nowhere'; allowed: grid, highway, irregular, tee" in message
     assert "env.bev_size" in message
 
 

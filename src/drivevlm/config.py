@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from drivevlm.sim.scenarios import SCENARIOS, SIMULATOR_TOWNS, Density, check_choice, check_town
+from drivevlm.sim.scenarios import SCENARIOS, SIMULATOR_TOWNS, Density, check_choice, check_town, town_default
 
 
 class ConfigError(ValueError):
@@ -35,14 +35,16 @@ class EnvConfig(Section):
     training: bool = True
     max_episode_steps: int = Field(3000, ge=1)
     off_route_m: float = Field(3.0, gt=0)
-    max_speed_kmh: float = Field(35.0, gt=0)
+    # Unset: the town's (urban 35, highway 130 km/h).
+    max_speed_kmh: float | None = Field(None, gt=0, validate_default=True)
     stopped_seconds: float = Field(90.0, gt=0)
     # Training only, both off in VLM-RL: running a red signal ends the episode (as leaving the route does),
     # and the stopped timer pauses while the ego waits at a red stop line or behind a vehicle (a short
     # stopped rule would otherwise punish the waiting the signals ask for).
     red_light_termination: bool = False
     stopped_counts_waiting: bool = True
-    target_speed_kmh: float = Field(25.0, gt=0)
+    # The speed asked for on a clear road; unset: the town's (urban 25, highway 100 km/h).
+    target_speed_kmh: float | None = Field(None, gt=0, validate_default=True)
     # Policy observation: BEV semantic masks, square, ego-centred and heading-up.
     bev_size: int = Field(96, ge=16, le=512)
     bev_pixels_per_meter: float = Field(3.0, gt=0)
@@ -94,6 +96,11 @@ class EnvConfig(Section):
     @classmethod
     def _town(cls, value: str, info: ValidationInfo) -> str:
         return check_town(value, info.data.get("simulator", "sumo"))
+
+    @field_validator("target_speed_kmh", "max_speed_kmh")
+    @classmethod
+    def _town_speed(cls, value: float | None, info: ValidationInfo) -> float:
+        return town_default(info.data.get("town", "grid"), info.field_name) if value is None else value
 
     @field_validator("bev_history")
     @classmethod

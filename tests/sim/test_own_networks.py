@@ -99,7 +99,8 @@ def test_the_config_takes_a_network_path_and_names_what_it_accepts(tmp_path: Pat
     )
     assert config.town == str(OSM.resolve())
     with pytest.raises(
-        ConfigError, match=r"env.town: unknown value 'mars'; allowed: grid, irregular, tee, or the path"
+        ConfigError,
+        match=r"env.town: unknown value 'mars'; allowed: grid, highway, irregular, tee, or the path",
     ):
         build(EnvConfig, {"town": "mars"}, "env")
     with pytest.raises(ConfigError, match=r"env.town: no such network file '.*nowhere.osm'"):

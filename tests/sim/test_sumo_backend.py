@@ -167,7 +167,7 @@ def test_lane_invasion_when_leaving_the_lane(backend):
 
 
 def test_bad_inputs_name_the_field(backend):
-    with pytest.raises(ValueError, match=r"town.*allowed: grid, irregular, tee"):
+    with pytest.raises(ValueError, match=r"town.*allowed: grid, highway, irregular, tee"):
         backend.reset(EpisodeSpec(town="paris"), seed=0)
     with pytest.raises(ValueError, match="scenario"):
         backend.reset(EpisodeSpec(town="grid", scenario="nope"), seed=0)

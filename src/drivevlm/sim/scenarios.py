@@ -135,6 +135,13 @@ class Town:
     description: str
     # Held out from training: used only by evaluation suites (cross-town generalisation).
     unseen: bool
+    # urban: streets with sidewalks, crossings, signals, pedestrians and cyclists, routes that turn;
+    # highway: a motorway (no people or bicycles on it, routes that follow the carriageway).
+    kind: str = "urban"
+    # The speed the ego is asked to hold on a clear road there, and the speed that ends a training
+    # episode (env.target_speed_kmh, env.max_speed_kmh left unset).
+    target_speed_kmh: float = 25.0
+    max_speed_kmh: float = 35.0
 
 
 TOWNS: dict[str, Town] = {
@@ -143,19 +150,36 @@ TOWNS: dict[str, Town] = {
         Town("grid", "3 x 3 signalised grid, two lanes each way, sidewalks and crosswalks.", unseen=False),
         Town("tee", "A main street with T-junctions and side roads.", unseen=True),
         Town("irregular", "An irregular spider-web network with odd angles.", unseen=True),
+        Town(
+            "highway",
+            "A motorway, three lanes each way at 120 km/h, with an on- and an off-ramp per direction.",
+            unseen=False,
+            kind="highway",
+            target_speed_kmh=100.0,
+            max_speed_kmh=130.0,
+        ),
     )
 }
+# What a town brought as a network file is taken to be.
+URBAN_DEFAULTS = Town("file", "A SUMO network or OpenStreetMap extract.", unseen=False)
+# The towns of the urban method and its data: training, unseen-town suites, data sets.
+URBAN_TOWNS: tuple[str, ...] = tuple(name for name, town in TOWNS.items() if town.kind == "urban")
 
 TRAINING_TOWN = "grid"
 
 # CARLA's stock towns (the paper trains on Town02). The CARLA backend also accepts our town names.
 CARLA_TOWNS: tuple[str, ...] = ("Town01", "Town02", "Town03", "Town04", "Town05")
-SIMULATOR_TOWNS: dict[str, tuple[str, ...]] = {"sumo": tuple(TOWNS), "carla": (*TOWNS, *CARLA_TOWNS)}
+SIMULATOR_TOWNS: dict[str, tuple[str, ...]] = {"sumo": tuple(TOWNS), "carla": (*URBAN_TOWNS, *CARLA_TOWNS)}
 
 
 # A town may also be a file: a SUMO network, or an OpenStreetMap extract converted with netconvert.
 NETWORK_SUFFIXES = (".net.xml", ".net.xml.gz")
 OSM_SUFFIXES = (".osm", ".osm.xml", ".osm.gz")
+
+
+def town_default(town: str, name: str) -> float:
+    """A per-town default (`target_speed_kmh`, `max_speed_kmh`); a network file is taken for an urban town."""
+    return float(getattr(TOWNS.get(town, URBAN_DEFAULTS), name))
 
 
 def is_town_file(value: str) -> bool:

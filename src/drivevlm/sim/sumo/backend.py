@@ -21,7 +21,7 @@ import numpy as np
 from drivevlm.sim.base import EpisodeSpec, SimulatorError
 from drivevlm.sim.ego_dynamics import BicycleParams, BicycleState, check_control, step_bicycle
 from drivevlm.sim.geometry import box_corners, boxes_overlap, project_point
-from drivevlm.sim.scenarios import SCENARIOS, STAGING, Density, check_choice, check_town
+from drivevlm.sim.scenarios import SCENARIOS, STAGING, TOWNS, Density, check_choice, check_town
 from drivevlm.sim.sumo import scripted
 from drivevlm.sim.sumo.mapdata import (
     HEADING_BINS,
@@ -76,13 +76,18 @@ def _yaw(angle: float) -> float:
     return (math.radians(90.0 - angle) + math.pi) % (2.0 * math.pi) - math.pi
 
 
+def _turning_routes(town: str) -> bool:
+    """Urban routes must turn somewhere; on a motorway they follow the carriageway."""
+    return TOWNS[town].kind != "highway" if town in TOWNS else True
+
+
 @lru_cache(maxsize=64)
 def _routes_for(town: str, scenario: str, cache_key: str | None) -> tuple[tuple[str, ...], ...]:
     data = load_town(town, cache_key)
     rng = np.random.default_rng(zlib.crc32(f"{town}:{scenario}".encode()))
     found: list[tuple[str, ...]] = []
     for _ in range(2000):
-        edges = random_edges(data, rng)
+        edges = random_edges(data, rng, turn=_turning_routes(town))
         if edges in found:
             continue
         plan = build_route(data, edges)
@@ -196,7 +201,7 @@ class SumoBackend:
             assert actors is not None
             return plan, actors
         for _ in range(500):
-            plan = build_route(town, random_edges(town, self._rng))
+            plan = build_route(town, random_edges(town, self._rng, turn=_turning_routes(self._spec.town)))
             if plan.route.length < 150.0:
                 continue
             actors = scripted.stage(spec.scenario, town, plan)
@@ -237,7 +242,9 @@ class SumoBackend:
             libsumo.vehicletype.setLength(name, length)
             libsumo.vehicletype.setWidth(name, width)
             libsumo.vehicletype.setHeight(name, height)
-            libsumo.vehicletype.setMaxSpeed(name, vmax)
+            # Background cars and motorcycles may reach the town's fastest limit (a motorway's 120 km/h).
+            fast = vclass != "bicycle" and name.startswith("npc_")
+            libsumo.vehicletype.setMaxSpeed(name, max(vmax, town.max_lane_speed) if fast else vmax)
         for name, (_kind, length, width, height) in _PED_TYPES.items():
             libsumo.vehicletype.copy("DEFAULT_PEDTYPE", name)
             libsumo.vehicletype.setLength(name, length)
@@ -304,7 +311,8 @@ class SumoBackend:
         pending = libsumo.simulation.getPendingVehicles()
         vehicles = sum(1 for v in (*ids, *pending) if v.startswith(("car_", "moto_")))
         bikes = sum(1 for v in (*ids, *pending) if v.startswith("bike_"))
-        vrus = self._spec.scenario != "car_following"
+        # No people or bicycles where there are no sidewalks (a motorway).
+        vrus = self._spec.scenario != "car_following" and bool(town.sidewalk_edges)
         want_vehicles = self._density.vehicles
         want_bikes = self._density.bicycles if vrus else 0
         want_peds = self._density.pedestrians if vrus else 0

@@ -74,6 +74,8 @@ class TownData:
     raster: np.ndarray
     raster_origin: tuple[float, float]
     edge_centres: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The fastest speed limit of a lane cars may use, m/s (background cars drive up to it).
+    max_lane_speed: float = 13.89
 
     def lane_id(self, edge: str, index: int) -> str:
         return f"{edge}_{index}"
@@ -105,6 +107,7 @@ def _read(town: str, net_path: Path) -> TownData:
     lane_shapes: dict[str, np.ndarray] = {}
     lane_widths: dict[str, float] = {}
     driving: dict[str, tuple[int, ...]] = {}
+    max_speed = 0.0
     edge_nodes: dict[str, tuple[str, str]] = {}
     edge_lengths: dict[str, float] = {}
     sidewalk_edges: list[str] = []
@@ -132,6 +135,7 @@ def _read(town: str, net_path: Path) -> TownData:
         for lane in edge.getLanes():
             if lane.allows("passenger"):
                 idx.append(lane.getIndex())
+                max_speed = max(max_speed, float(lane.getSpeed()))
                 lanes.append(
                     Lane(
                         lane.getID(),
@@ -234,6 +238,7 @@ def _read(town: str, net_path: Path) -> TownData:
         raster=raster,
         raster_origin=(bounds[0], bounds[1]),
         edge_centres=edge_centres,
+        max_lane_speed=max_speed,
     )
 
 
@@ -345,9 +350,10 @@ def build_route(town: TownData, edges: tuple[str, ...], depart_lane: int | None 
 
 
 def random_edges(
-    town: TownData, rng: np.random.Generator, min_edges: int = 4, max_edges: int = 6
+    town: TownData, rng: np.random.Generator, min_edges: int = 4, max_edges: int = 6, turn: bool = True
 ) -> tuple[str, ...]:
-    """A random walk over driving edges that turns at junctions now and then (never a U-turn)."""
+    """A random walk over driving edges that turns at junctions now and then (never a U-turn); with
+    `turn=False` (a motorway) it may follow the road straight on."""
     starts = sorted(town.successors)
     for _ in range(200):
         edges = [starts[int(rng.integers(len(starts)))]]
@@ -364,7 +370,7 @@ def random_edges(
             for a, b in itertools.pairwise(edges)
             if any(c.direction in ("l", "r", "L", "R") for c in town.connections[(a, b)])
         )
-        if turns >= 1:
+        if turns >= 1 or not turn:
             return tuple(edges)
     raise SimulatorError(
         f"town {town.name.removeprefix('sumo:')}: could not draw a route of at least 3 roads with a turn in "

@@ -144,6 +144,49 @@ def _tee(out: Path) -> None:
     _run([_binary("netconvert"), "-n", str(nod), "-e", str(edg), *_COMMON, "-o", str(out)])
 
 
+# A 2.8 km motorway along x: two one-way carriageways 2 m apart (eastbound lanes south of y = 0, westbound
+# north of y = 2), three lanes each at 120 km/h, and per direction two interchanges, each an on-ramp and,
+# 600 m on, an off-ramp of one lane at 80 km/h. Pedestrians and bicycles may not use any of it.
+_HIGHWAY_X = (0, 500, 1100, 1700, 2300, 2800)
+_HIGHWAY_NODES: dict[str, tuple[int, int]] = {
+    **{f"E{i}": (x, 0) for i, x in enumerate(_HIGHWAY_X)},
+    **{f"W{i}": (x, 2) for i, x in enumerate(_HIGHWAY_X)},
+    "Eon1": (250, -60), "Eoff1": (1350, -60), "Eon2": (1450, -60), "Eoff2": (2550, -60),
+    "Won1": (2550, 62), "Woff1": (1450, 62), "Won2": (1350, 62), "Woff2": (250, 62),
+}  # fmt: skip
+_HIGHWAY_EDGES = (
+    *((f"E{i}E{i + 1}", f"E{i}", f"E{i + 1}", 3, 33.33) for i in range(len(_HIGHWAY_X) - 1)),
+    *((f"W{i + 1}W{i}", f"W{i + 1}", f"W{i}", 3, 33.33) for i in range(len(_HIGHWAY_X) - 1)),
+    ("Eon1E1", "Eon1", "E1", 1, 22.22), ("E2Eoff1", "E2", "Eoff1", 1, 22.22),
+    ("Eon2E3", "Eon2", "E3", 1, 22.22), ("E4Eoff2", "E4", "Eoff2", 1, 22.22),
+    ("Won1W4", "Won1", "W4", 1, 22.22), ("W3Woff1", "W3", "Woff1", 1, 22.22),
+    ("Won2W2", "Won2", "W2", 1, 22.22), ("W1Woff2", "W1", "Woff2", 1, 22.22),
+)  # fmt: skip
+
+
+def _highway(out: Path) -> None:
+    last = len(_HIGHWAY_X) - 1
+    nodes = ["<nodes>"]
+    for name, (x, y) in _HIGHWAY_NODES.items():
+        end = "on" in name or "off" in name or name[1:] in ("0", str(last))
+        kind = "dead_end" if end else "priority"
+        nodes.append(f'  <node id="{name}" x="{x}" y="{y}" type="{kind}"/>')
+    edges = ["<edges>"]
+    for name, a, b, lanes, speed in _HIGHWAY_EDGES:
+        priority = 3 if lanes > 1 else 1
+        edges.append(
+            f'  <edge id="{name}" from="{a}" to="{b}" numLanes="{lanes}" speed="{speed}" '
+            f'priority="{priority}" disallow="pedestrian bicycle"/>'
+        )
+    nodes.append("</nodes>")
+    edges.append("</edges>")
+    nod, edg = out.with_suffix(".nod.xml"), out.with_suffix(".edg.xml")
+    nod.write_text("\n".join(nodes) + "\n")
+    edg.write_text("\n".join(edges) + "\n")
+    _run([_binary("netconvert"), "-n", str(nod), "-e", str(edg), "--no-turnarounds", "--no-warnings",
+          "-o", str(out)])  # fmt: skip
+
+
 def _from_osm(osm: Path) -> Callable[[Path], None]:
     """netconvert of an OpenStreetMap extract: roads cars may use, with sidewalks, crossings, signals and
     junction clusters guessed as a town of ours has them."""
@@ -171,7 +214,7 @@ def _from_osm(osm: Path) -> Callable[[Path], None]:
     return convert
 
 
-_RECIPES = {"grid": _grid, "tee": _tee, "irregular": _irregular}
+_RECIPES = {"grid": _grid, "tee": _tee, "irregular": _irregular, "highway": _highway}
 
 
 def town_dir(town: str, cache_dir: str | Path | None = None) -> Path:

@@ -1,0 +1,64 @@
+"""The `highway` town: a motorway with ramps where traffic drives at up to 120 km/h and nobody walks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivevlm.config import EnvConfig, build
+from drivevlm.env import DriveEnv
+from drivevlm.eval.suites import SUMO_UNSEEN_TOWNS
+from drivevlm.scripted_policy import RouteFollower
+from drivevlm.sim.scenarios import TOWNS, URBAN_TOWNS
+from drivevlm.sim.sumo.backend import evaluation_routes
+from drivevlm.sim.sumo.mapdata import load_town
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("highway")
+
+
+def test_the_motorway_has_fast_lanes_ramps_and_no_sidewalks(cache: Path) -> None:
+    town = load_town("highway", cache)
+    assert town.max_lane_speed == pytest.approx(33.33)
+    assert not town.sidewalk_edges and not town.crossings and not town.signals
+    assert any(len(lanes) == 3 for lanes in town.driving_lanes.values())
+    assert any(len(lanes) == 1 for lanes in town.driving_lanes.values())  # the ramps
+    assert len(evaluation_routes("highway", "random", cache)) == 10
+    # The urban method's towns, suites and data stay as they were.
+    assert URBAN_TOWNS == ("grid", "tee", "irregular") and TOWNS["highway"].kind == "highway"
+    assert "highway" not in SUMO_UNSEEN_TOWNS
+
+
+def test_speeds_default_to_the_town_and_a_set_value_wins() -> None:
+    urban, motorway = build(EnvConfig, {}, "env"), build(EnvConfig, {"town": "highway"}, "env")
+    assert (urban.target_speed_kmh, urban.max_speed_kmh) == (25.0, 35.0)
+    assert (motorway.target_speed_kmh, motorway.max_speed_kmh) == (100.0, 130.0)
+    assert build(EnvConfig, {"town": "highway", "target_speed_kmh": 80}, "env").target_speed_kmh == 80.0
+
+
+def test_a_scripted_driver_cruises_among_fast_traffic_and_no_people(cache: Path) -> None:
+    env = DriveEnv({"town": "highway", "cache_dir": str(cache)})
+    try:
+        obs, _ = env.reset(seed=0, options={"route_index": 0})
+        driver, signals, top, kinds, traffic = (
+            RouteFollower(target_speed_kmh=90.0, seed=0),
+            None,
+            0.0,
+            set(),
+            0.0,
+        )
+        for _ in range(300):
+            obs, reward, terminated, truncated, info = env.step(driver.act(obs, signals))
+            signals = info["signals"]
+            assert not terminated and not truncated
+            top = max(top, signals.speed_kmh)
+            kinds |= {actor.kind.value for actor in env.world_state.actors}
+            traffic = max([traffic, *(3.6 * actor.speed for actor in env.world_state.actors)])
+        assert top > 80.0 and abs(signals.center_offset_m) < 1.0 and reward > 0.5
+        assert "car" in kinds and not kinds & {"pedestrian", "bicycle"}
+        assert traffic > 80.0
+    finally:
+        env.close()
