@@ -62,3 +62,55 @@ def test_a_scripted_driver_cruises_among_fast_traffic_and_no_people(cache: Path)
         assert traffic > 80.0
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "kind", "moving"),
+    [
+        ("broken_down_vehicle", "car", False),
+        ("slow_truck", "car", True),
+        ("cut_in", "car", True),
+        ("person_on_shoulder", "pedestrian", False),
+    ],
+)
+def test_long_tail_hazards_are_staged_ahead_and_met(
+    cache: Path, scenario: str, kind: str, moving: bool
+) -> None:
+    assert len(evaluation_routes("highway", scenario, cache)) == 10
+    env = DriveEnv({"town": "highway", "scenario": scenario, "density": "empty", "cache_dir": str(cache)})
+    try:
+        obs, _ = env.reset(seed=0, options={"route_index": 0})
+        (hazard,) = [actor for actor in env.world_state.actors if actor.scripted]
+        assert hazard.kind.value == kind and hazard.parked is not moving
+        driver, signals, closest = RouteFollower(target_speed_kmh=90.0, seed=0), None, float("inf")
+        for _ in range(600):
+            obs, _, terminated, truncated, info = env.step(driver.act(obs, signals))
+            signals = info["signals"]
+            state = env.world_state
+            (hazard,) = [actor for actor in state.actors if actor.scripted]
+            closest = min(
+                closest,
+                ((hazard.pose.x - state.ego.pose.x) ** 2 + (hazard.pose.y - state.ego.pose.y) ** 2) ** 0.5,
+            )
+            if terminated or truncated:
+                break
+        # The ego meets it at motorway speed: within 15 m of it (or into it).
+        assert closest < 15.0
+    finally:
+        env.close()
+
+
+def test_highway_suites() -> None:
+    from drivevlm.eval.suites import get_suite, suite_list
+
+    assert suite_list("highway_hazards") == (
+        "scenario_broken_down_vehicle",
+        "scenario_slow_truck",
+        "scenario_cut_in",
+        "scenario_person_on_shoulder",
+    )
+    suite = get_suite("highway", episodes=10)
+    assert {e.town for e in suite.episodes} == {"highway"} and {e.scenario for e in suite.episodes} == {
+        "random"
+    }
+    assert {e.town for e in get_suite("scenario_cut_in").episodes} == {"highway"}

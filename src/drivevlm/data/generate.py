@@ -29,7 +29,14 @@ from drivevlm.env import DriveEnv
 from drivevlm.render.front_camera import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.base import EpisodeSpec
-from drivevlm.sim.scenarios import SCENARIOS, TRAINING_TOWN, URBAN_TOWNS, check_choice, check_town
+from drivevlm.sim.scenarios import (
+    SCENARIOS,
+    TRAINING_TOWN,
+    URBAN_SCENARIOS,
+    URBAN_TOWNS,
+    check_choice,
+    check_town,
+)
 
 FORMAT_VERSION = 1
 DEFAULT_SIZE = 160
@@ -195,7 +202,7 @@ def generate_dataset(
     if max_episode_steps < 1:
         raise ValueError(f"max_episode_steps: must be positive, got {max_episode_steps!r}")
     towns = tuple(towns) if towns is not None else URBAN_TOWNS
-    scenarios = tuple(scenarios) if scenarios is not None else tuple(SCENARIOS)
+    scenarios = tuple(scenarios) if scenarios is not None else URBAN_SCENARIOS
     if not towns:
         raise ValueError("towns: need at least one town")
     if not scenarios:

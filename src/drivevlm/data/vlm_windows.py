@@ -27,7 +27,7 @@ from drivevlm.env import DriveEnv
 from drivevlm.render import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.geometry import world_to_ego
-from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, Density
+from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, URBAN_SCENARIOS, Density
 from drivevlm.sim.world import WorldState
 
 DEFAULT_FRAMES_PER_WINDOW = 4
@@ -206,7 +206,7 @@ def generate_windows(
     if labels not in LABEL_KINDS:
         raise ValueError(f"labels: expected one of {LABEL_KINDS}, got {labels!r}")
     towns = _check_names("towns", towns, list(TOWNS))
-    scenarios = _check_names("scenarios", scenarios or list(SCENARIOS), list(SCENARIOS))
+    scenarios = _check_names("scenarios", scenarios or list(URBAN_SCENARIOS), list(SCENARIOS))
     densities = _check_names("densities", densities, [d.value for d in Density])
     need_gated = round(count * gated_fraction)
     need_other = count - need_gated

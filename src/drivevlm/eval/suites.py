@@ -6,7 +6,9 @@ evaluated on the same suite drive exactly the same routes with the same traffic 
 - `unseen_routes`: the training town, its fixed evaluation routes, regular traffic (Table 2).
 - `density_empty` / `density_regular` / `density_dense`: the same routes at 0 / 20 / 40 vehicles.
 - `unseen_towns`: towns never seen in training (embedded: tee, irregular; CARLA: Town01/03/04/05).
-- `scenario_<name>`: one suite per scripted safety-critical scenario, staged on its evaluation routes.
+- `scenario_<name>`: one suite per scripted safety-critical scenario, staged on its evaluation routes
+  (the motorway hazards on the highway town; `highway_hazards` names them all).
+- `highway`: the highway town's evaluation routes, regular traffic (embedded simulator only).
 
 Every suite drives with the training-only terminations off (`EnvConfig.training=False`).
 """
@@ -33,6 +35,7 @@ SUITE_NAMES: tuple[str, ...] = (
     *(f"density_{d.value}" for d in Density),
     "unseen_towns",
     *(f"scenario_{name}" for name in SCRIPTED_SCENARIOS),
+    "highway",
 )
 
 # The scenario suites where a vulnerable road user is at risk: where the dynamic pathway should matter.
@@ -43,8 +46,12 @@ VRU_SUITES: tuple[str, ...] = (
     "scenario_cyclist_merge",
     "scenario_oncoming_cyclist",
 )
+# The motorway's long-tail hazards (the paper's open problem), each staged on the highway town.
+HIGHWAY_HAZARD_SUITES: tuple[str, ...] = tuple(
+    f"scenario_{name}" for name in SCRIPTED_SCENARIOS if SCENARIOS[name].highway
+)
 # Names that stand for several suites where a list of suites is asked for.
-SUITE_GROUPS: dict[str, tuple[str, ...]] = {"vru": VRU_SUITES}
+SUITE_GROUPS: dict[str, tuple[str, ...]] = {"vru": VRU_SUITES, "highway_hazards": HIGHWAY_HAZARD_SUITES}
 
 
 class SuiteError(ValueError):
@@ -141,6 +148,11 @@ def get_suite(
         density = name.removeprefix("density_")
         eps = _episodes(simulator, (town,), "random", density, episodes)
         text = f"evaluation routes in {town} with {density} traffic ({Density(density).vehicles} vehicles)"
+    elif name == "highway":
+        if simulator != "sumo":
+            raise SuiteError("suite highway: the motorway town exists in the embedded simulator only")
+        eps = _episodes(simulator, ("highway",), "random", regular, episodes)
+        text = "the highway town's evaluation routes, regular traffic at up to 120 km/h"
     elif name == "unseen_towns":
         towns = CARLA_UNSEEN_TOWNS if simulator == "carla" else SUMO_UNSEEN_TOWNS
         eps = _episodes(simulator, towns, "random", regular, episodes)

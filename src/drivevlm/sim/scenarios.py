@@ -39,6 +39,8 @@ class Scenario:
     involves_vru: bool
     # The town the scenario is staged in unless the user names another; None: any town.
     default_town: str | None = None
+    # A motorway hazard (the paper's open problem) rather than an urban scene.
+    highway: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -72,8 +74,38 @@ SCENARIOS: dict[str, Scenario] = {
             "Follow a lead car through signalised intersections; no vulnerable road users.",
             involves_vru=False,
         ),
+        Scenario(
+            "broken_down_vehicle",
+            "A broken-down car stands in the ego's lane of the motorway ahead.",
+            involves_vru=False,
+            default_town="highway",
+            highway=True,
+        ),
+        Scenario(
+            "slow_truck",
+            "A truck drives at 40 km/h in the ego's lane of the motorway ahead.",
+            involves_vru=False,
+            default_town="highway",
+            highway=True,
+        ),
+        Scenario(
+            "cut_in",
+            "A car in the next lane cuts into the ego's lane just ahead of it.",
+            involves_vru=False,
+            default_town="highway",
+            highway=True,
+        ),
+        Scenario(
+            "person_on_shoulder",
+            "A person stands on the hard shoulder of the motorway, a metre from the lanes.",
+            involves_vru=True,
+            default_town="highway",
+            highway=True,
+        ),
     )
 }
+# The scenarios of the urban method and its data (data sets, the small models' windows).
+URBAN_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if not s.highway)
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,9 @@ class Staging:
     oncoming_ahead_m: float = 0.0
     # A lead car: how far along the ego's route it starts (then it drives at `speed_mps` at most).
     lead_car_m: float = 0.0
+    # A car that changes into the ego's lane: how far beyond its start it moves over, and over what length.
+    change_after_m: float = 0.0
+    change_over_m: float = 0.0
 
 
 STAGING: dict[str, Staging] = {
@@ -126,6 +161,12 @@ STAGING: dict[str, Staging] = {
     "oncoming_cyclist": Staging(at_m=45.0, lead_m=30.0, speed_mps=5.0, oncoming_ahead_m=25.0),
     # The lead car drives in traffic; the event is the first signalised junction at least this far on.
     "car_following": Staging(at_m=30.0, lead_m=0.0, speed_mps=9.0, lead_car_m=28.0),
+    # Motorway hazards: far enough ahead for the ego to be at speed when it meets them.
+    "broken_down_vehicle": Staging(at_m=200.0, lead_m=0.0, speed_mps=0.0),
+    "slow_truck": Staging(at_m=80.0, lead_m=0.0, speed_mps=11.1),
+    # The car starts 40 m ahead in the next lane at 12 m/s and moves over into the ego's lane 120 m on.
+    "cut_in": Staging(at_m=40.0, lead_m=0.0, speed_mps=12.0, change_after_m=120.0, change_over_m=25.0),
+    "person_on_shoulder": Staging(at_m=150.0, lead_m=0.0, speed_mps=0.0, walker_out_m=1.0),
 }
 
 

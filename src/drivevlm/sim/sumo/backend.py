@@ -283,7 +283,8 @@ class SumoBackend:
         for tls in town.signals:
             libsumo.trafficlight.subscribe(tls, [tc.TL_RED_YELLOW_GREEN_STATE])
         for actor in self._scripted:
-            self._add_scripted(actor)
+            if self._in_sumo(actor):
+                self._add_scripted(actor)
         self._top_up(initial=True)
         libsumo.simulationStep()
         self._time = libsumo.simulation.getTime()
@@ -368,6 +369,13 @@ class SumoBackend:
         libsumo.person.add(pid, a, pos, typeID="npc_ped")
         libsumo.person.appendWalkingStage(pid, walk, float(self._rng.uniform(0.0, town.edge_lengths[b])))
 
+    def _in_sumo(self, actor: scripted.ScriptedActor) -> bool:
+        """A scripted person needs a sidewalk to exist in SUMO; on a motorway they are ours alone (our
+        renderers and collision check see them, background traffic does not)."""
+        town = self._town
+        assert town is not None
+        return actor.kind is not ActorKind.PEDESTRIAN or bool(town.sidewalk_edges)
+
     def _add_scripted(self, actor: scripted.ScriptedActor) -> None:
         import libsumo
 
@@ -426,7 +434,7 @@ class SumoBackend:
                         triggered.append(actor.event)
                 if actor.moving:
                     actor.travelled += actor.speed * self._dt
-                if not actor.parked or self._step < 2:
+                if (not actor.parked or self._step < 2) and self._in_sumo(actor):
                     self._push_scripted(actor)
             self._step += 1
             if self._step % TOP_UP_EVERY == 0:

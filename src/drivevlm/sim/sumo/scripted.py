@@ -7,6 +7,7 @@ route position at which they start. The backend pushes their poses into SUMO so 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from drivevlm.sim.sumo.mapdata import RoutePlan, TownData
 from drivevlm.sim.world import ActorKind
 
 PEDESTRIAN_SIZE = (0.5, 0.6, 1.75)
+TRUCK_SIZE = (12.0, 2.5, 3.5)
 BICYCLE_SIZE = (1.8, 0.7, 1.7)
 PARKED_CAR_SIZE = (4.5, 1.85, 1.5)
 
@@ -268,6 +270,81 @@ def _car_following(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
     return [] if signalised else None
 
 
+def _motorway_spot(town: TownData, plan: RoutePlan, min_s: float) -> tuple[float, int, int, float] | None:
+    """The first route position >= min_s on a road of several lanes, 30 m clear of its end: (position,
+    the ego's lane index there, the road's lane count, its lane width)."""
+    for seg in plan.segments:
+        lanes = town.driving_lanes.get(seg.id, ()) if seg.kind == "edge" else ()
+        s = max(seg.start + 10.0, min_s)
+        if len(lanes) < 2 or s > seg.end - 30.0:
+            continue
+        lane = _lane_at(plan, s)
+        return s, int(lane.rsplit("_", 1)[1]), len(lanes), town.lane_widths[lane]
+    return None
+
+
+def _route_path(plan: RoutePlan, start: float, lateral: Callable[[float], float]) -> np.ndarray:
+    """Points every metre along the route from `start` to its end, `lateral(arc)` metres to the left."""
+    arcs = np.arange(start, plan.route.length, 1.0)
+    return np.stack([_at(plan, float(a), lateral(float(a))) for a in arcs])
+
+
+def _broken_down_vehicle(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spot = _motorway_spot(town, plan, STAGING["broken_down_vehicle"].at_m)
+    if spot is None:
+        return None
+    s = spot[0]
+    h = _heading_at(plan, s)
+    centre = _at(plan, s)
+    path = np.stack([centre, centre + np.array([math.cos(h), math.sin(h)])])
+    car = ScriptedActor("scripted_car", ActorKind.CAR, path, 0.0, PARKED_CAR_SIZE, None, 0.0, parked=True)
+    return [car]
+
+
+def _slow_truck(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["slow_truck"]
+    spot = _motorway_spot(town, plan, spec.at_m)
+    if spot is None or plan.route.length - spot[0] < 100.0:
+        return None
+    path = _route_path(plan, spot[0], lambda _arc: 0.0)
+    return [ScriptedActor("scripted_car", ActorKind.CAR, path, spec.speed_mps, TRUCK_SIZE, "slow_truck", 0.0)]
+
+
+def _cut_in(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["cut_in"]
+    spot = _motorway_spot(town, plan, spec.at_m)
+    if spot is None or plan.route.length - spot[0] < spec.change_after_m + spec.change_over_m + 50.0:
+        return None
+    s, index, lanes, width = spot
+    # From the lane on the ego's left, or on its right where the ego drives in the leftmost lane.
+    side = width if index < lanes - 1 else -width
+    begin = s + spec.change_after_m
+
+    def lateral(arc: float) -> float:
+        return side * float(np.clip(1.0 - (arc - begin) / spec.change_over_m, 0.0, 1.0))
+
+    path = _route_path(plan, s, lateral)
+    return [
+        ScriptedActor("scripted_car", ActorKind.CAR, path, spec.speed_mps, PARKED_CAR_SIZE, "cut_in", 0.0)
+    ]
+
+
+def _person_on_shoulder(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["person_on_shoulder"]
+    spot = _motorway_spot(town, plan, spec.at_m)
+    if spot is None:
+        return None
+    s, index, _lanes, width = spot
+    # Beyond the rightmost lane's edge, whatever lane the ego drives in.
+    where = _at(plan, s, -(index * width + 0.5 * width + spec.walker_out_m))
+    path = np.stack([where, where + 0.1])
+    return [
+        ScriptedActor(
+            "scripted_ped", ActorKind.PEDESTRIAN, path, 0.0, PEDESTRIAN_SIZE, None, 0.0, parked=True
+        )
+    ]
+
+
 STAGERS = {
     "pedestrian_crossing": _pedestrian_crossing,
     "occluded_pedestrian": _occluded_pedestrian,
@@ -275,6 +352,10 @@ STAGERS = {
     "cyclist_merge": _cyclist_merge,
     "oncoming_cyclist": _oncoming_cyclist,
     "car_following": _car_following,
+    "broken_down_vehicle": _broken_down_vehicle,
+    "slow_truck": _slow_truck,
+    "cut_in": _cut_in,
+    "person_on_shoulder": _person_on_shoulder,
 }
 
 
