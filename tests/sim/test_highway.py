@@ -70,6 +70,7 @@ def test_a_scripted_driver_cruises_among_fast_traffic_and_no_people(cache: Path)
         ("broken_down_vehicle", "car", False),
         ("slow_truck", "car", True),
         ("cut_in", "car", True),
+        ("ramp_merge", "car", True),
         ("person_on_shoulder", "pedestrian", False),
     ],
 )
@@ -83,7 +84,7 @@ def test_long_tail_hazards_are_staged_ahead_and_met(
         (hazard,) = [actor for actor in env.world_state.actors if actor.scripted]
         assert hazard.kind.value == kind and hazard.parked is not moving
         driver, signals, closest = RouteFollower(target_speed_kmh=90.0, seed=0), None, float("inf")
-        for _ in range(600):
+        for _ in range(1000):
             obs, _, terminated, truncated, info = env.step(driver.act(obs, signals))
             signals = info["signals"]
             state = env.world_state
@@ -107,6 +108,7 @@ def test_highway_suites() -> None:
         "scenario_broken_down_vehicle",
         "scenario_slow_truck",
         "scenario_cut_in",
+        "scenario_ramp_merge",
         "scenario_person_on_shoulder",
     )
     suite = get_suite("highway", episodes=10)

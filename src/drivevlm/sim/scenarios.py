@@ -96,6 +96,13 @@ SCENARIOS: dict[str, Scenario] = {
             highway=True,
         ),
         Scenario(
+            "ramp_merge",
+            "A car joins the motorway from an on-ramp just as the ego passes.",
+            involves_vru=False,
+            default_town="highway",
+            highway=True,
+        ),
+        Scenario(
             "person_on_shoulder",
             "A person stands on the hard shoulder of the motorway, a metre from the lanes.",
             involves_vru=True,
@@ -167,6 +174,8 @@ STAGING: dict[str, Staging] = {
     # The car starts 40 m ahead in the next lane at 12 m/s and moves over into the ego's lane 120 m on.
     "cut_in": Staging(at_m=40.0, lead_m=0.0, speed_mps=12.0, change_after_m=120.0, change_over_m=25.0),
     "person_on_shoulder": Staging(at_m=150.0, lead_m=0.0, speed_mps=0.0, walker_out_m=1.0),
+    # The car sets off 80 m up the ramp as the ego comes within 90 m of the junction: they meet there.
+    "ramp_merge": Staging(at_m=100.0, lead_m=90.0, speed_mps=22.0),
 }
 
 

@@ -179,11 +179,15 @@ def _slow_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None
     return [bike]
 
 
-def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spec = STAGING["cyclist_merge"]
+def _joining_path(
+    town: TownData, plan: RoutePlan, min_s: float, before_m: int, after_m: int
+) -> tuple[float, np.ndarray] | None:
+    """The first junction of the route at least `min_s` on where a road off the route joins it: (the
+    junction's route position, a path over the last `before_m` metres of that road, through the junction
+    and `after_m` metres along the route's next road)."""
     edges = plan.edges
     for seg in plan.segments:
-        if seg.kind != "junction" or seg.start < spec.at_m:
+        if seg.kind != "junction" or seg.start < min_s:
             continue
         idx = [i for i in range(len(edges) - 1) if town.edge_nodes[edges[i]][1] == seg.id]
         if not idx:
@@ -202,21 +206,50 @@ def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | Non
         conn = sorted(town.connections[(side, route_out)], key=lambda c: c.from_lane)[0]
         lane_in = town.lane_shapes[town.lane_id(side, conn.from_lane)]
         lane_in = resample_polyline(lane_in, 1.0)
-        lane_in = lane_in[max(len(lane_in) - 16, 0) :]
-        lane_out = resample_polyline(town.lane_shapes[town.lane_id(route_out, conn.to_lane)], 1.0)[:45]
+        lane_in = lane_in[max(len(lane_in) - before_m, 0) :]
+        lane_out = town.lane_shapes[town.lane_id(route_out, conn.to_lane)]
+        lane_out = resample_polyline(lane_out, 1.0)[:after_m]
         path = np.concatenate([lane_in, *[resample_polyline(v, 1.0) for v in conn.via_shapes], lane_out])
-        return [
-            ScriptedActor(
-                "scripted_bike",
-                ActorKind.BICYCLE,
-                path,
-                spec.speed_mps,
-                BICYCLE_SIZE,
-                "cyclist_merge",
-                seg.start - spec.lead_m,
-            )
-        ]
+        return seg.start, path
     return None
+
+
+def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["cyclist_merge"]
+    found = _joining_path(town, plan, spec.at_m, 16, 45)
+    if found is None:
+        return None
+    at, path = found
+    return [
+        ScriptedActor(
+            "scripted_bike",
+            ActorKind.BICYCLE,
+            path,
+            spec.speed_mps,
+            BICYCLE_SIZE,
+            "cyclist_merge",
+            at - spec.lead_m,
+        )
+    ]
+
+
+def _ramp_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["ramp_merge"]
+    found = _joining_path(town, plan, spec.at_m, 80, 150)
+    if found is None:
+        return None
+    at, path = found
+    return [
+        ScriptedActor(
+            "scripted_car",
+            ActorKind.CAR,
+            path,
+            spec.speed_mps,
+            PARKED_CAR_SIZE,
+            "ramp_merge",
+            at - spec.lead_m,
+        )
+    ]
 
 
 def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
@@ -355,6 +388,7 @@ STAGERS = {
     "broken_down_vehicle": _broken_down_vehicle,
     "slow_truck": _slow_truck,
     "cut_in": _cut_in,
+    "ramp_merge": _ramp_merge,
     "person_on_shoulder": _person_on_shoulder,
 }
 
