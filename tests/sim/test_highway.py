@@ -65,40 +65,58 @@ def test_a_scripted_driver_cruises_among_fast_traffic_and_no_people(cache: Path)
 
 
 @pytest.mark.parametrize(
-    ("scenario", "kind", "moving"),
+    ("scenario", "kind", "count", "moving"),
     [
-        ("broken_down_vehicle", "car", False),
-        ("slow_truck", "car", True),
-        ("cut_in", "car", True),
-        ("ramp_merge", "car", True),
-        ("person_on_shoulder", "pedestrian", False),
+        ("broken_down_vehicle", "car", 1, False),
+        ("slow_truck", "car", 1, True),
+        ("cut_in", "car", 1, True),
+        ("ramp_merge", "car", 1, True),
+        ("hard_braking", "car", 2, True),
+        ("person_on_shoulder", "pedestrian", 1, False),
     ],
 )
 def test_long_tail_hazards_are_staged_ahead_and_met(
-    cache: Path, scenario: str, kind: str, moving: bool
+    cache: Path, scenario: str, kind: str, count: int, moving: bool
 ) -> None:
     assert len(evaluation_routes("highway", scenario, cache)) == 10
     env = DriveEnv({"town": "highway", "scenario": scenario, "density": "empty", "cache_dir": str(cache)})
     try:
         obs, _ = env.reset(seed=0, options={"route_index": 0})
-        (hazard,) = [actor for actor in env.world_state.actors if actor.scripted]
-        assert hazard.kind.value == kind and hazard.parked is not moving
+        hazards = [actor for actor in env.world_state.actors if actor.scripted]
+        assert [h.kind.value for h in hazards] == [kind] * count
+        assert all(h.parked is not moving for h in hazards)
         driver, signals, closest = RouteFollower(target_speed_kmh=90.0, seed=0), None, float("inf")
         for _ in range(1000):
             obs, _, terminated, truncated, info = env.step(driver.act(obs, signals))
             signals = info["signals"]
-            state = env.world_state
-            (hazard,) = [actor for actor in state.actors if actor.scripted]
-            closest = min(
-                closest,
-                ((hazard.pose.x - state.ego.pose.x) ** 2 + (hazard.pose.y - state.ego.pose.y) ** 2) ** 0.5,
-            )
+            ego = env.world_state.ego.pose
+            for hazard in (actor for actor in env.world_state.actors if actor.scripted):
+                closest = min(closest, ((hazard.pose.x - ego.x) ** 2 + (hazard.pose.y - ego.y) ** 2) ** 0.5)
             if terminated or truncated:
                 break
         # The ego meets it at motorway speed: within 15 m of it (or into it).
         assert closest < 15.0
     finally:
         env.close()
+
+
+def test_a_braking_car_stops_behind_the_one_it_follows(cache: Path) -> None:
+    from drivevlm.sim.sumo import scripted
+    from drivevlm.sim.sumo.mapdata import build_route
+
+    town = load_town("highway", cache)
+    plan = build_route(town, evaluation_routes("highway", "hard_braking", cache)[0])
+    near, far = scripted.stage("hard_braking", town, plan)
+    for car in (near, far):
+        car.started = True
+    for _ in range(600):
+        for car in (near, far):
+            if car.moving:
+                car.advance(1 / 15)
+    assert near.current_speed == far.current_speed == 0.0
+    (nx, ny, _), (fx, fy, _) = near.pose(), far.pose()
+    # Centres 8 m apart: 3.5 m between the bumpers of two 4.5 m cars.
+    assert ((nx - fx) ** 2 + (ny - fy) ** 2) ** 0.5 == pytest.approx(8.0, abs=0.5)
 
 
 def test_highway_suites() -> None:
@@ -109,6 +127,7 @@ def test_highway_suites() -> None:
         "scenario_slow_truck",
         "scenario_cut_in",
         "scenario_ramp_merge",
+        "scenario_hard_braking",
         "scenario_person_on_shoulder",
     )
     suite = get_suite("highway", episodes=10)

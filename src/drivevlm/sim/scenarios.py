@@ -103,6 +103,13 @@ SCENARIOS: dict[str, Scenario] = {
             highway=True,
         ),
         Scenario(
+            "hard_braking",
+            "The car two ahead in the ego's lane brakes hard; the car in front of the ego brakes after it.",
+            involves_vru=False,
+            default_town="highway",
+            highway=True,
+        ),
+        Scenario(
             "person_on_shoulder",
             "A person stands on the hard shoulder of the motorway, a metre from the lanes.",
             involves_vru=True,
@@ -147,6 +154,10 @@ class Staging:
     # A car that changes into the ego's lane: how far beyond its start it moves over, and over what length.
     change_after_m: float = 0.0
     change_over_m: float = 0.0
+    # A car that brakes to a stop: after how far, how hard, and how far behind the car ahead it stops.
+    brake_after_m: float = 0.0
+    decel_mps2: float = 0.0
+    stop_gap_m: float = 0.0
 
 
 STAGING: dict[str, Staging] = {
@@ -174,6 +185,17 @@ STAGING: dict[str, Staging] = {
     # The car starts 40 m ahead in the next lane at 12 m/s and moves over into the ego's lane 120 m on.
     "cut_in": Staging(at_m=40.0, lead_m=0.0, speed_mps=12.0, change_after_m=120.0, change_over_m=25.0),
     "person_on_shoulder": Staging(at_m=150.0, lead_m=0.0, speed_mps=0.0, walker_out_m=1.0),
+    # Cars 30 and 60 m ahead at 80 km/h; the far one brakes at 8 m/s^2 after 150 m, the near one at 6 to a
+    # stop 8 m behind it.
+    "hard_braking": Staging(
+        at_m=30.0,
+        lead_m=0.0,
+        speed_mps=22.0,
+        lead_car_m=30.0,
+        brake_after_m=150.0,
+        decel_mps2=8.0,
+        stop_gap_m=8.0,
+    ),
     # The car sets off 80 m up the ramp as the ego comes within 90 m of the junction: they meet there.
     "ramp_merge": Staging(at_m=100.0, lead_m=90.0, speed_mps=22.0),
 }

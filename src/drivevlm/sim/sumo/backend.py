@@ -433,7 +433,7 @@ class SumoBackend:
                     if actor.event:
                         triggered.append(actor.event)
                 if actor.moving:
-                    actor.travelled += actor.speed * self._dt
+                    actor.advance(self._dt)
                 if (not actor.parked or self._step < 2) and self._in_sumo(actor):
                     self._push_scripted(actor)
             self._step += 1
@@ -486,7 +486,7 @@ class SumoBackend:
         for actor in self._scripted:
             x, y, yaw = actor.pose()
             length, width, height = actor.size
-            speed = actor.speed if actor.moving else 0.0
+            speed = actor.current_speed if actor.moving else 0.0
             actors.append(
                 Actor(
                     actor.id,

@@ -37,9 +37,20 @@ class ScriptedActor:
     started: bool = False
     travelled: float = 0.0
     cumulative: np.ndarray | None = None
+    # Once this far along its path it brakes at `decel_mps2` to a stop (None: constant speed).
+    brake_after_m: float | None = None
+    decel_mps2: float = 0.0
+    current_speed: float = 0.0
 
     def __post_init__(self) -> None:
         self.cumulative = polyline_lengths(self.path)
+        self.current_speed = self.speed
+
+    def advance(self, dt: float) -> None:
+        """Move along the path for `dt` seconds, braking once past `brake_after_m`."""
+        if self.brake_after_m is not None and self.travelled >= self.brake_after_m:
+            self.current_speed = max(self.current_speed - self.decel_mps2 * dt, 0.0)
+        self.travelled += self.current_speed * dt
 
     def pose(self) -> tuple[float, float, float]:
         """Box centre and yaw at the current travelled distance (the path end once it is reached)."""
@@ -362,6 +373,33 @@ def _cut_in(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     ]
 
 
+def _hard_braking(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    """Two cars ahead in the ego's lane; the far one brakes hard, the near one after it, to a stop just
+    behind it: the ego sees only the near one brake."""
+    spec = STAGING["hard_braking"]
+    spot = _motorway_spot(town, plan, spec.at_m)
+    if spot is None:
+        return None
+    near_start = spot[0]
+    far_start = near_start + spec.lead_car_m
+    if plan.route.length - far_start < spec.brake_after_m + 150.0:
+        return None
+    v = spec.speed_mps
+    far_stop = far_start + spec.brake_after_m + v * v / (2.0 * spec.decel_mps2)
+    near_decel = 0.75 * spec.decel_mps2
+    near_brake = far_stop - spec.stop_gap_m - near_start - v * v / (2.0 * near_decel)
+    cars = []
+    for name, start, brake, decel in (
+        ("scripted_car", near_start, near_brake, near_decel),
+        ("scripted_car2", far_start, spec.brake_after_m, spec.decel_mps2),
+    ):
+        path = _route_path(plan, start, lambda _arc: 0.0)
+        car = ScriptedActor(name, ActorKind.CAR, path, v, PARKED_CAR_SIZE, "hard_braking", 0.0)
+        car.brake_after_m, car.decel_mps2 = brake, decel
+        cars.append(car)
+    return cars
+
+
 def _person_on_shoulder(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     spec = STAGING["person_on_shoulder"]
     spot = _motorway_spot(town, plan, spec.at_m)
@@ -389,6 +427,7 @@ STAGERS = {
     "slow_truck": _slow_truck,
     "cut_in": _cut_in,
     "ramp_merge": _ramp_merge,
+    "hard_braking": _hard_braking,
     "person_on_shoulder": _person_on_shoulder,
 }
 
