@@ -225,42 +225,25 @@ def _joining_path(
     return None
 
 
-def _cyclist_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spec = STAGING["cyclist_merge"]
-    found = _joining_path(town, plan, spec.at_m, 16, 45)
-    if found is None:
-        return None
-    at, path = found
-    return [
-        ScriptedActor(
-            "scripted_bike",
-            ActorKind.BICYCLE,
-            path,
-            spec.speed_mps,
-            BICYCLE_SIZE,
-            "cyclist_merge",
-            at - spec.lead_m,
-        )
-    ]
+def _joining(
+    scenario: str, kind: ActorKind, size: tuple[float, float, float], before_m: int, after_m: int
+) -> Callable[[TownData, RoutePlan], list[ScriptedActor] | None]:
+    """A stager for an actor that joins the route from a road off it (`_joining_path`)."""
+    actor_id = "scripted_bike" if kind is ActorKind.BICYCLE else "scripted_car"
+
+    def stage(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+        spec = STAGING[scenario]
+        found = _joining_path(town, plan, spec.at_m, before_m, after_m)
+        if found is None:
+            return None
+        at, path = found
+        return [ScriptedActor(actor_id, kind, path, spec.speed_mps, size, scenario, at - spec.lead_m)]
+
+    return stage
 
 
-def _ramp_merge(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spec = STAGING["ramp_merge"]
-    found = _joining_path(town, plan, spec.at_m, 80, 150)
-    if found is None:
-        return None
-    at, path = found
-    return [
-        ScriptedActor(
-            "scripted_car",
-            ActorKind.CAR,
-            path,
-            spec.speed_mps,
-            PARKED_CAR_SIZE,
-            "ramp_merge",
-            at - spec.lead_m,
-        )
-    ]
+_cyclist_merge = _joining("cyclist_merge", ActorKind.BICYCLE, BICYCLE_SIZE, 16, 45)
+_ramp_merge = _joining("ramp_merge", ActorKind.CAR, PARKED_CAR_SIZE, 80, 150)
 
 
 def _oncoming_cyclist(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
