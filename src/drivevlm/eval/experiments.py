@@ -68,7 +68,8 @@ def _vru_pooled(job: Job) -> dict[str, float] | None:
 
 def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> BenchmarkResult:
     """Tables (training, testing per suite, VRU collisions; mean ± std over seeds), curves and the runs
-    summary from the jobs evaluated so far. A job without its first suite's evaluation counts as failed."""
+    summary from the jobs evaluated so far. A job is in `missing` until trained and evaluated on every
+    suite; its rows appear once its first suite is evaluated."""
     from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.report import TABLE1_COLUMNS as T1
     from drivevlm.eval.report import (
