@@ -39,8 +39,11 @@ class Scenario:
     involves_vru: bool
     # The town the scenario is staged in unless the user names another; None: any town.
     default_town: str | None = None
-    # A motorway hazard (the paper's open problem) rather than an urban scene.
-    highway: bool = False
+
+    @property
+    def highway(self) -> bool:
+        """A motorway hazard (the paper's open problem), staged on a highway town, not an urban scene."""
+        return self.default_town is not None and TOWNS[self.default_town].kind == "highway"
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -79,47 +82,39 @@ SCENARIOS: dict[str, Scenario] = {
             "A broken-down car stands in the ego's lane of the motorway ahead.",
             involves_vru=False,
             default_town="highway",
-            highway=True,
         ),
         Scenario(
             "slow_truck",
             "A truck drives at 40 km/h in the ego's lane of the motorway ahead.",
             involves_vru=False,
             default_town="highway",
-            highway=True,
         ),
         Scenario(
             "cut_in",
             "A car in the next lane cuts into the ego's lane just ahead of it.",
             involves_vru=False,
             default_town="highway",
-            highway=True,
         ),
         Scenario(
             "ramp_merge",
             "A car joins the motorway from an on-ramp just as the ego passes.",
             involves_vru=False,
             default_town="highway",
-            highway=True,
         ),
         Scenario(
             "hard_braking",
             "The car two ahead in the ego's lane brakes hard; the car in front of the ego brakes after it.",
             involves_vru=False,
             default_town="highway",
-            highway=True,
         ),
         Scenario(
             "person_on_shoulder",
             "A person stands on the hard shoulder of the motorway, a metre from the lanes.",
             involves_vru=True,
             default_town="highway",
-            highway=True,
         ),
     )
 }
-# The scenarios of the urban method and its data (data sets, the small models' windows).
-URBAN_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if not s.highway)
 
 
 @dataclass(frozen=True)
@@ -236,6 +231,8 @@ TOWNS: dict[str, Town] = {
 URBAN_DEFAULTS = Town("file", "A SUMO network or OpenStreetMap extract.", unseen=False)
 # The towns of the urban method and its data: training, unseen-town suites, data sets.
 URBAN_TOWNS: tuple[str, ...] = tuple(name for name, town in TOWNS.items() if town.kind == "urban")
+# The scenarios of the urban method and its data (data sets, the small models' windows).
+URBAN_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if not s.highway)
 
 TRAINING_TOWN = "grid"
 

@@ -373,6 +373,6 @@ def random_edges(
         if turns >= 1 or not turn:
             return tuple(edges)
     raise SimulatorError(
-        f"town {town.name.removeprefix('sumo:')}: could not draw a route of at least 3 roads with a turn in "
+        f"town {town.name}: could not draw a route of at least 3 roads with a turn in "
         "200 random walks; the network is too small or has no junction to turn at"
     )

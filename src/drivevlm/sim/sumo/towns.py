@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from drivevlm.atomic import atomic_output
@@ -221,10 +222,21 @@ def town_dir(town: str, cache_dir: str | Path | None = None) -> Path:
     """The cache folder of a generated town or of an OpenStreetMap extract (by the hash of its content)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if is_town_file(town):
-        digest = hashlib.sha256(_town_file(town).read_bytes()).hexdigest()[:16]
-        return root / "sumo" / f"osm-{digest}-v{GENERATOR_VERSION}"
+        path = _town_file(town)
+        stat = path.stat()
+        return (
+            root
+            / "sumo"
+            / f"osm-{_content_digest(path, stat.st_mtime_ns, stat.st_size)}-v{GENERATOR_VERSION}"
+        )
     check_choice("town", town, TOWNS)
     return root / "sumo" / f"{town}-v{GENERATOR_VERSION}"
+
+
+@lru_cache(maxsize=16)
+def _content_digest(path: Path, mtime_ns: int, size: int) -> str:
+    """The file's content hash, read once per version of the file (every env reset asks for it)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _town_file(town: str) -> Path:
