@@ -112,6 +112,14 @@ class EnvConfig(Section):
             )
         return value
 
+    @property
+    def state_units_kmh_m(self) -> tuple[float, float]:
+        """What one unit of the state's speed and waypoint entries is, in km/h and metres."""
+        if self.state_units == "raw":
+            return 1.0, 1.0
+        assert self.target_speed_kmh is not None  # the validator fills in the town's
+        return self.target_speed_kmh, self.route_waypoints * self.waypoint_spacing_m
+
 
 def _format_error(error: ValidationError, prefix: str = "") -> str:
     lines = []

@@ -327,15 +327,14 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         masks = self._masks.render(state, history)
         assert self._tracker is not None
         waypoints = self._tracker.waypoints_ahead(state.ego.pose, cfg.route_waypoints, cfg.waypoint_spacing_m)
-        speed = state.ego.speed * 3.6
-        normalized = cfg.state_units == "normalized"
-        if normalized:
-            speed /= cfg.target_speed_kmh
-            waypoints = waypoints / (cfg.route_waypoints * cfg.waypoint_spacing_m)
+        speed_unit, waypoint_unit = cfg.state_units_kmh_m
+        speed = state.ego.speed * 3.6 / speed_unit
+        waypoints = waypoints / waypoint_unit
         extra = [progress.lateral, progress.heading_error] if cfg.route_errors else []
         if cfg.front_gap:
             gap, closing = min(self._around.front_obstacle_m, _AHEAD_RANGE_M), self._around.front_closing_kmh
-            extra += [gap / _AHEAD_RANGE_M, closing / cfg.target_speed_kmh] if normalized else [gap, closing]
+            gap_unit = _AHEAD_RANGE_M if cfg.state_units == "normalized" else 1.0
+            extra += [gap / gap_unit, closing / speed_unit]
         vector = np.concatenate([[state.ego.steer, state.ego.throttle, speed], waypoints.reshape(-1), extra])
         return {"bev": masks, "state": vector.astype(np.float32)}
 

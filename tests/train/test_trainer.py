@@ -202,3 +202,37 @@ def test_exploration_and_entropy_settings_reach_the_learner() -> None:
     plain = make_model(TrainConfig(**_config()["train"]), env)
     assert plain.warmup_bounds is None and plain.ent_coef_lr is None
     env.close()
+
+
+def test_route_follower_warmup_drives_then_hands_over_to_the_policy(tmp_path: Path) -> None:
+    """`warmup_driver: route_follower`: each warm-up action is the scripted driver's for the last
+    observation (prior data along the route); from learning_starts on the policy acts."""
+    from drivevlm.config import EnvConfig
+    from drivevlm.presets.training import TrainConfig
+    from drivevlm.scripted_policy import RouteFollower
+    from drivevlm.train.trainer import make_model, make_vec_env
+
+    sac = {"warmup_driver": "route_follower", "warmup_noise": 0.0}
+    cfg = TrainConfig(**_config(n_envs=1, sac=sac)["train"])
+    env = make_vec_env(_toy_factory, cfg)
+    model = make_model(cfg, env, EnvConfig(target_speed_kmh=20.0))
+    driver = RouteFollower(target_speed_kmh=20.0)
+    model._last_obs = env.reset()
+    for _ in range(40):
+        action, _ = model._sample_action(cfg.sac.learning_starts, None, 1)
+        np.testing.assert_allclose(action[0], driver.act({"state": model._last_obs["state"][0]}))
+        model._last_obs, *_ = env.step(action)
+    assert model._last_obs["state"][0][2] > 15.0  # km/h: it drove towards its 20 km/h
+    policy_action, _ = model._sample_action(0, None, 1)
+    assert not np.allclose(policy_action[0], driver.act({"state": model._last_obs["state"][0]}))
+    env.close()
+    # Through the trainer (signals passed on from each step): the whole warm-up is driven.
+    summary = train(
+        _config(sac={**sac, "learning_starts": 192}),
+        tmp_path / "run",
+        reward_fn=SignalsReward(),
+        env_factory=_toy_factory,
+    )
+    progress = (tmp_path / "run" / "logs" / "session-0" / "progress.csv").read_text().splitlines()
+    header, last = progress[0].split(","), progress[-1].split(",")
+    assert summary["steps"] == 192 and float(last[header.index("metrics/speed_kmh")]) > 15.0

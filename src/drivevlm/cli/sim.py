@@ -40,7 +40,7 @@ def run_episode_with_images(config: Any, out: Path, steps: int, every: int, seed
 
     out.mkdir(parents=True, exist_ok=True)
     env = DriveEnv(config.model_copy(update={"render_frames": True}))
-    policy = RouteFollower(seed=seed)
+    policy = RouteFollower(seed=seed, env_config=config)
     obs, info = env.reset(seed=seed)
     signals = None
     summary: dict[str, Any] = {"scenario": config.scenario, "town": config.town, "frames_written": 0}

@@ -84,11 +84,16 @@ def path_truth(state: WorldState, half_width_m: float = 2.5) -> Truth:
     return Truth(vru_m, clear)
 
 
-def scripted_driver(seed: int) -> RouteFollower:
+def scripted_driver(seed: int, env_config: EnvConfig | None = None) -> RouteFollower:
     """A route follower whose target speed (12-30 km/h) and caution vary with the seed, so that frames near
     people come at many speeds, braking or not."""
     rng = np.random.default_rng(seed)
-    return RouteFollower(target_speed_kmh=float(rng.uniform(12.0, 30.0)), cautious=seed % 2 == 0, seed=seed)
+    return RouteFollower(
+        target_speed_kmh=float(rng.uniform(12.0, 30.0)),
+        cautious=seed % 2 == 0,
+        seed=seed,
+        env_config=env_config,
+    )
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
@@ -229,7 +234,7 @@ def run_fidelity(
             episode_seed = seed + 1000 * index + episode
             config = scenario_env_config(env_config, scenario, episode_seed, render)
             requests, truths = [], []
-            driver = scripted_driver(episode_seed)
+            driver = scripted_driver(episode_seed, config)
             for item in drive_episode(config, max_steps, window_frames, episode_seed, driver):
                 if item.step % stride == 0:
                     requests.append(item.request)

@@ -80,7 +80,7 @@ def drive_episode(
         raise ConfigError(f"steps: must be >= 1, got {max_steps}")
     env = DriveEnv(env_config)
     builder = RequestBuilder(1, window_frames)
-    policy = policy if policy is not None else RouteFollower(seed=seed)
+    policy = policy if policy is not None else RouteFollower(seed=seed, env_config=env_config)
     try:
         obs, info = env.reset(seed=seed)
         builder.start_episode(0, info)

@@ -38,6 +38,12 @@ class SacConfig(Section):
     # action space, under which braking (8 m/s^2) outweighs throttle (3 m/s^2) and the car barely moves.
     warmup_steer: float = Field(1.0, ge=0, le=1)
     warmup_throttle: tuple[float, float] = (-1.0, 1.0)
+    # route_follower: the warm-up's actions come from the scripted route follower (pure pursuit at the
+    # target speed, braking for what is ahead) with Gaussian noise of std warmup_noise, as prior data in
+    # SAC from demonstrations; the replay buffer starts with drives along the route, still rewarded by the
+    # preset's own reward. Off in the paper's presets (uniform draws).
+    warmup_driver: Literal["uniform", "route_follower"] = "uniform"
+    warmup_noise: float = Field(0.2, ge=0)
     log_std_init: float = -3.0
     net_arch: list[int] = Field(default_factory=lambda: [500, 300])
     # shared: one BEV encoder that the critic trains and the actor and targets reuse, one pass per batch

@@ -29,6 +29,7 @@ from drivevlm.annotation.annotator import Annotator
 from drivevlm.annotation.queue import AnnotatorStalledError, PendingRewards, PendingTransition
 from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.rewards.base import RewardTerms
+from drivevlm.scripted_policy import RouteFollower
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
 
@@ -67,12 +68,22 @@ class AnnotatedSAC(SAC):
     link: AnnotationLink | None = None
     # Warm-up action bounds ([low, high] per action dimension); None: SB3's uniform draws.
     warmup_bounds: np.ndarray | None = None
+    # A scripted driver whose noisy actions fill the warm-up instead of uniform draws (prior data).
+    warmup_driver: RouteFollower | None = None
+    # What each env's last step reported (None after a reset): the scripted driver brakes for it.
+    _last_signals: list[Any] | None = None
     # A fixed learning rate for the entropy coefficient; None: it follows the learning-rate schedule.
     ent_coef_lr: float | None = None
 
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts and self.warmup_driver is not None:
+            signals = self._last_signals or [None] * n_envs
+            states = self._last_obs["state"]  # type: ignore[index,call-overload]
+            driver = self.warmup_driver
+            action = np.stack([driver.act({"state": states[i]}, signals[i]) for i in range(n_envs)])
+            return action, self.policy.scale_action(action)
         if self.num_timesteps < learning_starts and self.warmup_bounds is not None:
             low, high = self.warmup_bounds
             drawn = self.action_space.np_random.uniform(low, high, size=(n_envs, len(low)))
@@ -115,6 +126,9 @@ class AnnotatedSAC(SAC):
         assert self.link is not None
         reset_infos = getattr(self.env, "reset_infos", None)
         replay_buffer.stage_requests(self.link.requests.build(infos, dones, reset_infos))
+        if self.warmup_driver is not None:
+            ended = zip(infos, dones, strict=True)
+            self._last_signals = [None if done else info.get("signals") for info, done in ended]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:

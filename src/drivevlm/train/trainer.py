@@ -36,6 +36,7 @@ from drivevlm.config import ConfigError, EnvConfig
 from drivevlm.presets import Preset, as_preset
 from drivevlm.presets.training import TrainConfig
 from drivevlm.rewards.base import RewardFunction
+from drivevlm.scripted_policy import RouteFollower
 from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
 from drivevlm.train.buffer import PendingRewardReplayBuffer
@@ -101,7 +102,9 @@ def make_vec_env(factory: EnvFactory, cfg: TrainConfig) -> VecEnv:
     return DummyVecEnv(thunks)  # type: ignore[arg-type]
 
 
-def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> AnnotatedSAC | AnnotatedPPO:
+def make_model(
+    cfg: TrainConfig, env: VecEnv, env_config: EnvConfig | None = None
+) -> AnnotatedSAC | AnnotatedPPO:
     extractor = {
         "features_extractor_class": BevStateExtractor,
         "features_extractor_kwargs": {
@@ -141,6 +144,14 @@ def make_model(cfg: TrainConfig, env: VecEnv, tensorboard: bool = False) -> Anno
         if s.warmup_steer < 1.0 or s.warmup_throttle != (-1.0, 1.0):
             sac.warmup_bounds = np.array(
                 [[-s.warmup_steer, s.warmup_throttle[0]], [s.warmup_steer, s.warmup_throttle[1]]]
+            )
+        if s.warmup_driver == "route_follower":
+            sac.warmup_driver = RouteFollower(
+                target_speed_kmh=env_config.target_speed_kmh if env_config else 20.0,
+                caution="path",
+                noise=s.warmup_noise,
+                seed=cfg.seed,
+                env_config=env_config,
             )
         sac.ent_coef_lr = s.ent_coef_lr
         return sac
@@ -400,7 +411,7 @@ def train(
                 model.replay_buffer.load_state_arrays(arrays)  # type: ignore[union-attr]
             ckpt.restore_rng(model, ckpt.load_rng(start))
         else:
-            model = make_model(cfg, env)
+            model = make_model(cfg, env, env_cfg)
         run.model = model
         formats = ["csv"] + (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])
         model.set_logger(configure(str(run_dir / "logs" / f"session-{session}"), formats))
