@@ -37,7 +37,7 @@ from drivevlm.env import DriveEnv
 from drivevlm.presets.training import SacConfig, TrainConfig
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
-from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
+from drivevlm.train.sac import SharedEncoderSACPolicy, train_shared_encoder
 
 
 class SpacesOnly(gym.Env):  # type: ignore[type-arg]

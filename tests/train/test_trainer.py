@@ -159,7 +159,7 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
     summary = train(None, run, resume=True, reward_fn=SignalsReward(), env_factory=_toy_factory)
     assert summary["session"] == 1 and summary["steps"] == saved + 64 and summary["steps_this_session"] == 64
 
-    from drivevlm.train.algorithms import AnnotatedSAC
+    from drivevlm.train.sac import AnnotatedSAC
 
     model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
     assert model.num_timesteps == saved + 64

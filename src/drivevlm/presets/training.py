@@ -47,7 +47,7 @@ class SacConfig(Section):
     log_std_init: float = -3.0
     net_arch: list[int] = Field(default_factory=lambda: [500, 300])
     # shared: one BEV encoder that the critic trains and the actor and targets reuse, one pass per batch
-    # (DrQ / SAC-AE; train/shared_encoder.py); separate: SB3's own SAC, an encoder each for actor and critic
+    # (DrQ / SAC-AE; train/sac.py); separate: SB3's own SAC, an encoder each for actor and critic
     # (what VLM-RL ran), several times slower per gradient step.
     encoder: Literal["shared", "separate"] = "shared"
     # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.

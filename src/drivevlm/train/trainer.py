@@ -29,6 +29,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from drivevlm.annotation.annotator import Annotator
+from drivevlm.annotation.link import AnnotationLink
 from drivevlm.annotation.queue import PendingRewards
 from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.atomic import write_atomic
@@ -38,10 +39,10 @@ from drivevlm.presets.training import TrainConfig
 from drivevlm.rewards.base import RewardFunction
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.train import checkpoint as ckpt
-from drivevlm.train.algorithms import AnnotatedPPO, AnnotatedSAC, AnnotationLink, quadratic_schedule
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
-from drivevlm.train.shared_encoder import SharedEncoderSACPolicy
+from drivevlm.train.ppo import AnnotatedPPO
+from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy
 from drivevlm.train.vec import RestartingSubprocVecEnv
 
 EnvFactory = Callable[[int], gym.Env]
@@ -100,6 +101,15 @@ def make_vec_env(factory: EnvFactory, cfg: TrainConfig) -> VecEnv:
     if cfg.use_subprocesses:
         return RestartingSubprocVecEnv(thunks, max_restarts=cfg.max_env_restarts)  # type: ignore[arg-type]
     return DummyVecEnv(thunks)  # type: ignore[arg-type]
+
+
+def quadratic_schedule(initial: float, final: float) -> Callable[[float], float]:
+    """lr(p) = final + (initial − final)·p², p = progress remaining (1 at the start, 0 at the end)."""
+
+    def schedule(progress_remaining: float) -> float:
+        return final + (initial - final) * progress_remaining**2
+
+    return schedule
 
 
 def make_model(

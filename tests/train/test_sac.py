@@ -10,7 +10,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
-from drivevlm.train.shared_encoder import SharedEncoderSACPolicy, train_shared_encoder
+from drivevlm.train.sac import SharedEncoderSACPolicy, train_shared_encoder
 from support.toy_env import ToyDriveEnv
 
 
