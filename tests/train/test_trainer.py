@@ -236,3 +236,26 @@ def test_route_follower_warmup_drives_then_hands_over_to_the_policy(tmp_path: Pa
     progress = (tmp_path / "run" / "logs" / "session-0" / "progress.csv").read_text().splitlines()
     header, last = progress[0].split(","), progress[-1].split(",")
     assert summary["steps"] == 192 and float(last[header.index("metrics/speed_kmh")]) > 15.0
+
+
+def test_imitation_of_the_warmup_runs_once_and_fits_the_driver(tmp_path: Path) -> None:
+    sac = {"warmup_driver": "route_follower", "warmup_noise": 0.0, "learning_starts": 128}
+    config = _config(n_envs=1, total_timesteps=192, sac={**sac, "warmup_imitation_steps": 150})
+    summary = train(config, tmp_path / "run", reward_fn=SignalsReward(), env_factory=_toy_factory)
+    rows = (tmp_path / "run" / "logs" / "session-0" / "progress.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    logged = [
+        (
+            float(row[header.index("train/imitation_loss_first")]),
+            float(row[header.index("train/imitation_loss_last")]),
+        )
+        for row in (line.split(",") for line in rows[1:])
+        if row[header.index("train/imitation_loss_first")]
+    ]
+    assert len(logged) == 1  # once, at the first update
+    first, last = logged[0]
+    assert last < 0.5 * first
+    from drivevlm.train.sac import AnnotatedSAC
+
+    model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
+    assert model._imitated and model.imitation_steps == 150  # a resumed run does not clone again

@@ -149,6 +149,25 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
         model.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
 
 
+def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
+    """Behaviour cloning of the stored actions (a scripted warm-up's): the actor's deterministic action,
+    through its features extractor, regressed onto them, so that SAC starts from a policy that drives
+    instead of one whose mean action stands still. Its own optimiser, used once."""
+    actor = model.actor
+    optimizer = th.optim.Adam(actor.parameters(), lr=model.lr_schedule(1.0))
+    actor.set_training_mode(True)
+    losses = []
+    for _ in range(steps):
+        data = model.replay_buffer.sample_for_learner(batch_size)
+        loss = mse_loss(actor(data.observations, deterministic=True), data.actions)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.logger.record("train/imitation_loss_first", losses[0])
+    model.logger.record("train/imitation_loss_last", losses[-1])
+
+
 class AnnotatedSAC(SAC):
     link: AnnotationLink | None = None
     # Warm-up action bounds ([low, high] per action dimension); None: SB3's uniform draws.
@@ -157,6 +176,9 @@ class AnnotatedSAC(SAC):
     warmup_driver: RouteFollower | None = None
     # What each env's last step reported (None after a reset): the scripted driver brakes for it.
     _last_signals: list[Any] | None = None
+    # Gradient steps of behaviour cloning on the warm-up's actions before the first SAC update; 0: none.
+    imitation_steps: int = 0
+    _imitated: bool = False
     # A fixed learning rate for the entropy coefficient; None: it follows the learning-rate schedule.
     ent_coef_lr: float | None = None
 
@@ -231,6 +253,9 @@ class AnnotatedSAC(SAC):
             timeout=buffer.pending.stall_timeout_s
         ):
             raise AnnotatorStalledError("no transition was annotated before the first gradient step")
+        if self.imitation_steps and not self._imitated:
+            imitate_warmup(self, self.imitation_steps, batch_size)
+            self._imitated = True
         if isinstance(self.policy, SharedEncoderSACPolicy):
             train_shared_encoder(self, gradient_steps, batch_size)
         else:

@@ -163,6 +163,7 @@ def make_model(
                 seed=cfg.seed,
                 env_config=env_config,
             )
+        sac.imitation_steps = s.warmup_imitation_steps
         sac.ent_coef_lr = s.ent_coef_lr
         return sac
     p = cfg.ppo
