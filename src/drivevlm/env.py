@@ -24,7 +24,7 @@ from drivevlm.render import BevMaskRenderer, BevRgbRenderer, FrontCameraRenderer
 from drivevlm.route_tracking import RouteProgress, RouteTracker
 from drivevlm.sim.base import CameraBackend, EpisodeSpec, SimulatorBackend, make_backend
 from drivevlm.sim.geometry import world_to_ego
-from drivevlm.sim.world import Actor, Control, WorldState
+from drivevlm.sim.world import Actor, ActorKind, Control, WorldState
 from drivevlm.traffic_rules import RedLightMonitor, red_stop_line_ahead_m
 from drivevlm.vehicle_signals import VehicleSignals
 
@@ -69,9 +69,11 @@ def _surroundings(state: WorldState, previously_ahead: frozenset[str]) -> tuple[
     def nearest(mask: np.ndarray, values: np.ndarray) -> float:
         return float(values[mask].min()) if mask.any() else math.inf
 
+    # Vehicles and motorway obstacles alike are what the ego must not drive into; only cars are overtaken.
     cars = ~vulnerable
     ids = [a.id for a in state.actors]
-    ahead_cars = frozenset(ids[i] for i in np.flatnonzero(cars & in_front & (lateral < 6.0)))
+    overtakable = np.array([a.kind is ActorKind.CAR for a in state.actors])
+    ahead_cars = frozenset(ids[i] for i in np.flatnonzero(overtakable & in_front & (lateral < 6.0)))
     behind_now = {ids[i] for i in np.flatnonzero(ahead_x <= 0)}
     swept = np.flatnonzero(in_front & (lateral < 0.5 * ego.width + half_widths))
     front_m, closing = math.inf, 0.0

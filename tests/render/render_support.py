@@ -36,6 +36,8 @@ SIZES = {
     ActorKind.BICYCLE: (1.7, 0.6, 1.7),
     ActorKind.MOTORCYCLE: (2.2, 0.8, 1.5),
     ActorKind.PEDESTRIAN: (0.5, 0.5, 1.75),
+    ActorKind.OBSTACLE: (1.2, 1.0, 0.8),
+    ActorKind.WARNING_TRIANGLE: (0.2, 0.45, 0.45),
 }
 
 

@@ -14,6 +14,8 @@ GROUP = {
     ActorKind.BICYCLE: "cyclists",
     ActorKind.MOTORCYCLE: "cyclists",
     ActorKind.PEDESTRIAN: "pedestrians",
+    ActorKind.OBSTACLE: "vehicles",
+    ActorKind.WARNING_TRIANGLE: "vehicles",
 }
 
 

@@ -65,25 +65,27 @@ def test_a_scripted_driver_cruises_among_fast_traffic_and_no_people(cache: Path)
 
 
 @pytest.mark.parametrize(
-    ("scenario", "kind", "count", "moving"),
+    ("scenario", "kinds", "moving"),
     [
-        ("broken_down_vehicle", "car", 1, False),
-        ("slow_truck", "car", 1, True),
-        ("cut_in", "car", 1, True),
-        ("ramp_merge", "car", 1, True),
-        ("hard_braking", "car", 2, True),
-        ("person_on_shoulder", "pedestrian", 1, False),
+        ("broken_down_vehicle", ["car"], False),
+        ("broken_down_vehicle_triangle", ["warning_triangle", "car"], False),
+        ("lost_cargo", ["obstacle"], False),
+        ("slow_truck", ["car"], True),
+        ("cut_in", ["car"], True),
+        ("ramp_merge", ["car"], True),
+        ("hard_braking", ["car", "car"], True),
+        ("person_on_shoulder", ["pedestrian"], False),
     ],
 )
 def test_long_tail_hazards_are_staged_ahead_and_met(
-    cache: Path, scenario: str, kind: str, count: int, moving: bool
+    cache: Path, scenario: str, kinds: list[str], moving: bool
 ) -> None:
     assert len(evaluation_routes("highway", scenario, cache)) == 10
     env = DriveEnv({"town": "highway", "scenario": scenario, "density": "empty", "cache_dir": str(cache)})
     try:
         obs, _ = env.reset(seed=0, options={"route_index": 0})
         hazards = [actor for actor in env.world_state.actors if actor.scripted]
-        assert [h.kind.value for h in hazards] == [kind] * count
+        assert [h.kind.value for h in hazards] == kinds
         assert all(h.parked is not moving for h in hazards)
         driver, signals, closest = RouteFollower(target_speed_kmh=90.0, seed=0), None, float("inf")
         for _ in range(1000):
@@ -124,6 +126,8 @@ def test_highway_suites() -> None:
 
     assert suite_list("highway_hazards") == (
         "scenario_broken_down_vehicle",
+        "scenario_broken_down_vehicle_triangle",
+        "scenario_lost_cargo",
         "scenario_slow_truck",
         "scenario_cut_in",
         "scenario_ramp_merge",
@@ -135,3 +139,17 @@ def test_highway_suites() -> None:
         "random"
     }
     assert {e.town for e in get_suite("scenario_cut_in").episodes} == {"highway"}
+
+
+def test_lost_cargo_is_collidable(cache: Path) -> None:
+    env = DriveEnv({"town": "highway", "scenario": "lost_cargo", "density": "empty", "cache_dir": str(cache)})
+    try:
+        obs, _ = env.reset(seed=0, options={"route_index": 0})
+        driver = RouteFollower(target_speed_kmh=60.0, cautious=False)
+        for _ in range(1000):
+            obs, _, terminated, truncated, info = env.step(driver.act(obs))
+            if terminated or truncated:
+                break
+        assert info["episode_metrics"]["reason"] == "collision" and info["collision_kind"] == "obstacle"
+    finally:
+        env.close()

@@ -14,12 +14,15 @@ import numpy as np
 from drivevlm.render.front_camera import FrontCameraRenderer, actor_parts
 from drivevlm.sim.world import ActorKind, WorldState
 
-# COCO class names, as the Detector protocol reports them.
+# Class names as the Detector protocol reports them (COCO's, where COCO has the class). The motorway
+# obstacles have boxes too (they hide what is behind them) but no detector class yet.
 COCO_LABEL = {
     ActorKind.CAR: "car",
     ActorKind.PEDESTRIAN: "person",
     ActorKind.BICYCLE: "bicycle",
     ActorKind.MOTORCYCLE: "motorcycle",
+    ActorKind.OBSTACLE: "obstacle",
+    ActorKind.WARNING_TRIANGLE: "warning_triangle",
 }
 DETECTOR_CLASSES = ("person", "bicycle", "car", "motorcycle")
 VRU_LABELS = frozenset({"person", "bicycle", "motorcycle"})

@@ -24,6 +24,8 @@ _NOUN = {
     ActorKind.PEDESTRIAN: "a pedestrian",
     ActorKind.BICYCLE: "a cyclist",
     ActorKind.MOTORCYCLE: "a motorcyclist",
+    ActorKind.OBSTACLE: "a crate of lost cargo",
+    ActorKind.WARNING_TRIANGLE: "a warning triangle",
 }
 
 

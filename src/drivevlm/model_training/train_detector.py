@@ -77,6 +77,8 @@ def targets(
     ys, xs = np.mgrid[0:cells, 0:cells]
     for i, record in enumerate(records):
         for gt in record["boxes"]:
+            if gt["label"] not in CLASSES:
+                continue  # a motorway obstacle: background to a detector without its class
             x1, y1, x2, y2 = gt["box"]
             if flip[i]:
                 x1, x2 = size - x2, size - x1
@@ -238,7 +240,7 @@ def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = 
                 height, width = image.shape[:2]
                 lines = []
                 for gt in record["boxes"]:
-                    if gt["visible"] < min_visible:
+                    if gt["visible"] < min_visible or gt["label"] not in CLASSES:
                         continue
                     x1, y1, x2, y2 = gt["box"]
                     centre = (0.5 * (x1 + x2) / width, 0.5 * (y1 + y2) / height)

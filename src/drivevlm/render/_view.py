@@ -14,6 +14,8 @@ KIND_CODES: dict[ActorKind, int] = {
     ActorKind.BICYCLE: 1,
     ActorKind.MOTORCYCLE: 2,
     ActorKind.PEDESTRIAN: 3,
+    ActorKind.OBSTACLE: 4,
+    ActorKind.WARNING_TRIANGLE: 5,
 }
 KINDS_BY_CODE: tuple[ActorKind, ...] = tuple(KIND_CODES)
 _BOX_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])

@@ -23,8 +23,9 @@ STATIC_CHANNELS = ("road", "lane_markings", "route")
 # lights the same way); without it a policy cannot tell a red light from a green one.
 STOP_LIGHT_CHANNEL = "stop_lights"
 ACTOR_GROUPS = ("vehicles", "cyclists", "pedestrians")
-# Kind code (see _view.KIND_CODES) to the group index above: bicycles and motorcycles are both cyclists.
-_GROUP_OF_CODE = np.array([0, 1, 1, 2])
+# Kind code (see _view.KIND_CODES) to the group index above: bicycles and motorcycles are both cyclists;
+# lost cargo and warning triangles are drawn with the vehicles (things not to drive into).
+_GROUP_OF_CODE = np.array([0, 1, 1, 2, 0, 0])
 _SHIFT = 2
 _SCALE = float(1 << _SHIFT)
 

@@ -62,6 +62,14 @@ def actor_parts(kind: ActorKind, length: float, width: float, height: float) -> 
             BoxPart(-hl, hl, -hw, hw, 0.22, 0.58 * h, colour, colour),
             BoxPart(-0.36 * length, 0.16 * length, -0.9 * hw, 0.9 * hw, 0.58 * h, h, palette.WINDOW, roof),
         ]
+    if kind is ActorKind.OBSTACLE:
+        return [BoxPart(-hl, hl, -hw, hw, 0.0, h, colour, palette.darker(colour, 0.8))]
+    if kind is ActorKind.WARNING_TRIANGLE:
+        # A triangle as three stacked bars, each narrower than the one below it.
+        return [
+            BoxPart(-hl, hl, -hw * (1 - k / 3), hw * (1 - k / 3), h * k / 3, h * (k + 1) / 3, colour, colour)
+            for k in range(3)
+        ]
     if kind is ActorKind.PEDESTRIAN:
         body_w = min(hw, 0.25)
         body_l = min(hl, 0.16)

@@ -31,12 +31,17 @@ CAR: RGB = (40, 90, 210)
 BICYCLE: RGB = (250, 150, 20)
 MOTORCYCLE: RGB = (200, 40, 200)
 PEDESTRIAN: RGB = (230, 30, 40)
+# Motorway hazards: a crate of lost cargo (a teal no other class or surface has), a warning triangle.
+OBSTACLE: RGB = (0, 150, 110)
+WARNING_TRIANGLE: RGB = (255, 80, 0)
 
 ACTOR_COLOURS: dict[ActorKind, RGB] = {
     ActorKind.CAR: CAR,
     ActorKind.BICYCLE: BICYCLE,
     ActorKind.MOTORCYCLE: MOTORCYCLE,
     ActorKind.PEDESTRIAN: PEDESTRIAN,
+    ActorKind.OBSTACLE: OBSTACLE,
+    ActorKind.WARNING_TRIANGLE: WARNING_TRIANGLE,
 }
 
 # BEV RGB only: pedestrians in the camera's shirt colour would match the red signal dots, which are as

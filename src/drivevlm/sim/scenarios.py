@@ -84,6 +84,18 @@ SCENARIOS: dict[str, Scenario] = {
             default_town="highway",
         ),
         Scenario(
+            "broken_down_vehicle_triangle",
+            "A broken-down car stands in the ego's lane of the motorway, a warning triangle 50 m before it.",
+            involves_vru=False,
+            default_town="highway",
+        ),
+        Scenario(
+            "lost_cargo",
+            "A crate of lost cargo lies in the ego's lane of the motorway ahead.",
+            involves_vru=False,
+            default_town="highway",
+        ),
+        Scenario(
             "slow_truck",
             "A truck drives at 40 km/h in the ego's lane of the motorway ahead.",
             involves_vru=False,
@@ -132,7 +144,8 @@ class Staging:
     lead_m: float
     # Its speed once it moves, m/s.
     speed_mps: float
-    # A parked vehicle: how far before the event's place, and how far out from the lane edge.
+    # A parked vehicle (or a warning triangle): how far before the event's place, and how far out from the
+    # lane edge.
     parked_back_m: float = 0.0
     parked_out_m: float = 0.0
     # A walker: how far beyond the event's place, how far out from the lane edge it starts, and how far
@@ -140,7 +153,7 @@ class Staging:
     walker_ahead_m: float = 0.0
     walker_out_m: float = 0.0
     walker_across_m: float = 0.0
-    # A rider in the ego lane: its offset from the lane centre.
+    # A rider in the ego lane (or a warning triangle): its offset from the lane centre.
     lane_offset_m: float = 0.0
     # An oncoming rider: how far beyond the event's place it starts, in the opposite lane.
     oncoming_ahead_m: float = 0.0
@@ -176,6 +189,11 @@ STAGING: dict[str, Staging] = {
     "car_following": Staging(at_m=30.0, lead_m=0.0, speed_mps=9.0, lead_car_m=28.0),
     # Motorway hazards: far enough ahead for the ego to be at speed when it meets them.
     "broken_down_vehicle": Staging(at_m=200.0, lead_m=0.0, speed_mps=0.0),
+    # The triangle stands 50 m before the car, near the right edge of the ego's lane (a cue, not a block).
+    "broken_down_vehicle_triangle": Staging(
+        at_m=200.0, lead_m=0.0, speed_mps=0.0, parked_back_m=50.0, lane_offset_m=-1.2
+    ),
+    "lost_cargo": Staging(at_m=200.0, lead_m=0.0, speed_mps=0.0),
     "slow_truck": Staging(at_m=80.0, lead_m=0.0, speed_mps=11.1),
     # The car starts 40 m ahead in the next lane at 12 m/s and moves over into the ego's lane 120 m on.
     "cut_in": Staging(at_m=40.0, lead_m=0.0, speed_mps=12.0, change_after_m=120.0, change_over_m=25.0),

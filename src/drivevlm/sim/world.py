@@ -20,11 +20,14 @@ class ActorKind(str, Enum):
     BICYCLE = "bicycle"
     MOTORCYCLE = "motorcycle"
     PEDESTRIAN = "pedestrian"
+    # Motorway hazards that are not road users: debris or lost cargo, and a warning triangle.
+    OBSTACLE = "obstacle"
+    WARNING_TRIANGLE = "warning_triangle"
 
     @property
     def is_vulnerable(self) -> bool:
         """Pedestrians and riders: the classes that open the dynamic pathway's gate."""
-        return self is not ActorKind.CAR
+        return self in (ActorKind.PEDESTRIAN, ActorKind.BICYCLE, ActorKind.MOTORCYCLE)
 
 
 @dataclass(frozen=True, slots=True)

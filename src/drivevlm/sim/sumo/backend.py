@@ -371,9 +371,12 @@ class SumoBackend:
 
     def _in_sumo(self, actor: scripted.ScriptedActor) -> bool:
         """A scripted person needs a sidewalk to exist in SUMO; on a motorway they are ours alone (our
-        renderers and collision check see them, background traffic does not)."""
+        renderers and collision check see them, background traffic does not). So is a warning triangle,
+        too small for SUMO's traffic to stop for; lost cargo stands in SUMO as a stopped car would."""
         town = self._town
         assert town is not None
+        if actor.kind is ActorKind.WARNING_TRIANGLE:
+            return False
         return actor.kind is not ActorKind.PEDESTRIAN or bool(town.sidewalk_edges)
 
     def _add_scripted(self, actor: scripted.ScriptedActor) -> None:
@@ -385,7 +388,7 @@ class SumoBackend:
             libsumo.person.add(actor.id, edge, 0.0, typeID="scripted_ped")
             libsumo.person.appendWaitingStage(actor.id, 1e6)
         else:
-            vtype = "scripted_car" if actor.kind is ActorKind.CAR else "scripted_bike"
+            vtype = "scripted_bike" if actor.kind.is_vulnerable else "scripted_car"
             libsumo.vehicle.add(actor.id, "ego_route", typeID=vtype, departPos="0", departLane="free")
             libsumo.vehicle.setSpeedMode(actor.id, 0)
 

@@ -21,6 +21,9 @@ PEDESTRIAN_SIZE = (0.5, 0.6, 1.75)
 TRUCK_SIZE = (12.0, 2.5, 3.5)
 BICYCLE_SIZE = (1.8, 0.7, 1.7)
 PARKED_CAR_SIZE = (4.5, 1.85, 1.5)
+# A pallet crate fallen off a lorry, and a folded-out warning triangle (length, width, height).
+CARGO_SIZE = (1.2, 1.0, 0.8)
+TRIANGLE_SIZE = (0.2, 0.45, 0.45)
 
 
 @dataclass(eq=False)
@@ -316,16 +319,50 @@ def _route_path(plan: RoutePlan, start: float, lateral: Callable[[float], float]
     return np.stack([_at(plan, float(a), lateral(float(a))) for a in arcs])
 
 
+def _standing(
+    plan: RoutePlan,
+    name: str,
+    kind: ActorKind,
+    size: tuple[float, float, float],
+    s: float,
+    lateral: float = 0.0,
+) -> ScriptedActor:
+    """Something standing still on the route at arc length `s`, `lateral` metres left of the lane centre."""
+    h = _heading_at(plan, s)
+    centre = _at(plan, s, lateral)
+    path = np.stack([centre, centre + np.array([math.cos(h), math.sin(h)])])
+    return ScriptedActor(name, kind, path, 0.0, size, None, 0.0, parked=True)
+
+
 def _broken_down_vehicle(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
     spot = _motorway_spot(town, plan, STAGING["broken_down_vehicle"].at_m)
     if spot is None:
         return None
+    return [_standing(plan, "scripted_car", ActorKind.CAR, PARKED_CAR_SIZE, spot[0])]
+
+
+def _broken_down_vehicle_triangle(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spec = STAGING["broken_down_vehicle_triangle"]
+    spot = _motorway_spot(town, plan, spec.at_m)
+    if spot is None:
+        return None
     s = spot[0]
-    h = _heading_at(plan, s)
-    centre = _at(plan, s)
-    path = np.stack([centre, centre + np.array([math.cos(h), math.sin(h)])])
-    car = ScriptedActor("scripted_car", ActorKind.CAR, path, 0.0, PARKED_CAR_SIZE, None, 0.0, parked=True)
-    return [car]
+    triangle = _standing(
+        plan,
+        "scripted_triangle",
+        ActorKind.WARNING_TRIANGLE,
+        TRIANGLE_SIZE,
+        s - spec.parked_back_m,
+        spec.lane_offset_m,
+    )
+    return [triangle, _standing(plan, "scripted_car", ActorKind.CAR, PARKED_CAR_SIZE, s)]
+
+
+def _lost_cargo(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+    spot = _motorway_spot(town, plan, STAGING["lost_cargo"].at_m)
+    if spot is None:
+        return None
+    return [_standing(plan, "scripted_cargo", ActorKind.OBSTACLE, CARGO_SIZE, spot[0])]
 
 
 def _slow_truck(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
@@ -407,6 +444,8 @@ STAGERS = {
     "oncoming_cyclist": _oncoming_cyclist,
     "car_following": _car_following,
     "broken_down_vehicle": _broken_down_vehicle,
+    "broken_down_vehicle_triangle": _broken_down_vehicle_triangle,
+    "lost_cargo": _lost_cargo,
     "slow_truck": _slow_truck,
     "cut_in": _cut_in,
     "ramp_merge": _ramp_merge,
