@@ -334,11 +334,16 @@ def _standing(
     return ScriptedActor(name, kind, path, 0.0, size, None, 0.0, parked=True)
 
 
-def _broken_down_vehicle(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spot = _motorway_spot(town, plan, STAGING["broken_down_vehicle"].at_m)
-    if spot is None:
-        return None
-    return [_standing(plan, "scripted_car", ActorKind.CAR, PARKED_CAR_SIZE, spot[0])]
+def _standing_in_lane(
+    scenario: str, name: str, kind: ActorKind, size: tuple[float, float, float]
+) -> Callable[[TownData, RoutePlan], list[ScriptedActor] | None]:
+    """A stager for one thing standing in the ego's lane at the scenario's place on a motorway."""
+
+    def stage(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
+        spot = _motorway_spot(town, plan, STAGING[scenario].at_m)
+        return None if spot is None else [_standing(plan, name, kind, size, spot[0])]
+
+    return stage
 
 
 def _broken_down_vehicle_triangle(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
@@ -356,13 +361,6 @@ def _broken_down_vehicle_triangle(town: TownData, plan: RoutePlan) -> list[Scrip
         spec.lane_offset_m,
     )
     return [triangle, _standing(plan, "scripted_car", ActorKind.CAR, PARKED_CAR_SIZE, s)]
-
-
-def _lost_cargo(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
-    spot = _motorway_spot(town, plan, STAGING["lost_cargo"].at_m)
-    if spot is None:
-        return None
-    return [_standing(plan, "scripted_cargo", ActorKind.OBSTACLE, CARGO_SIZE, spot[0])]
 
 
 def _slow_truck(town: TownData, plan: RoutePlan) -> list[ScriptedActor] | None:
@@ -443,9 +441,11 @@ STAGERS = {
     "cyclist_merge": _cyclist_merge,
     "oncoming_cyclist": _oncoming_cyclist,
     "car_following": _car_following,
-    "broken_down_vehicle": _broken_down_vehicle,
+    "broken_down_vehicle": _standing_in_lane(
+        "broken_down_vehicle", "scripted_car", ActorKind.CAR, PARKED_CAR_SIZE
+    ),
     "broken_down_vehicle_triangle": _broken_down_vehicle_triangle,
-    "lost_cargo": _lost_cargo,
+    "lost_cargo": _standing_in_lane("lost_cargo", "scripted_cargo", ActorKind.OBSTACLE, CARGO_SIZE),
     "slow_truck": _slow_truck,
     "cut_in": _cut_in,
     "ramp_merge": _ramp_merge,
