@@ -238,7 +238,7 @@ def test_route_follower_warmup_drives_then_hands_over_to_the_policy(tmp_path: Pa
     assert summary["steps"] == 192 and float(last[header.index("metrics/speed_kmh")]) > 15.0
 
 
-def test_imitation_of_the_warmup_runs_once_and_fits_the_driver(tmp_path: Path) -> None:
+def test_imitation_of_the_warmup_runs_once_fits_the_driver_then_warms_the_critic(tmp_path: Path) -> None:
     sac = {"warmup_driver": "route_follower", "warmup_noise": 0.0, "learning_starts": 128}
     config = _config(n_envs=1, total_timesteps=192, sac={**sac, "warmup_imitation_steps": 150})
     summary = train(config, tmp_path / "run", reward_fn=SignalsReward(), env_factory=_toy_factory)
@@ -255,6 +255,9 @@ def test_imitation_of_the_warmup_runs_once_and_fits_the_driver(tmp_path: Path) -
     assert len(logged) == 1  # once, at the first update
     first, last = logged[0]
     assert last < 0.5 * first
+    # Then the critics learnt the cloned policy's values before its first SAC update.
+    warmup = [row.split(",")[header.index("train/critic_warmup_loss_last")] for row in rows[1:]]
+    assert sum(1 for value in warmup if value) == 1
     from drivevlm.train.sac import AnnotatedSAC
 
     model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")

@@ -77,10 +77,33 @@ def q_from_features(critic: Critic, features: th.Tensor, actions: th.Tensor) -> 
     return th.cat([q_net(inputs) for q_net in critic.q_networks], dim=1)
 
 
+def critic_step(model: Any, data: Any, features: th.Tensor, ent_coef: th.Tensor) -> float:
+    """One gradient step of the critics (and the encoder whose `features` they read); returns the loss."""
+    actor, critic = model.actor, model.critic
+    with th.no_grad():
+        next_features = critic.features_extractor(data.next_observations)
+        next_actions, next_log_prob = actor_from_features(actor, next_features)
+        next_q = q_from_features(model.critic_target, next_features, next_actions)
+        next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(-1, 1)
+        target_q = data.rewards + (1 - data.dones) * model.gamma * next_q
+    current_q = q_from_features(critic, features, data.actions)
+    critic_loss = 0.5 * sum(mse_loss(q, target_q) for q in current_q.split(1, dim=1))
+    assert isinstance(critic_loss, th.Tensor)
+    critic.optimizer.zero_grad()
+    critic_loss.backward()
+    critic.optimizer.step()
+    return critic_loss.item()
+
+
+def update_targets(model: Any) -> None:
+    polyak_update(model.critic.parameters(), model.critic_target.parameters(), model.tau)
+    polyak_update(model.batch_norm_stats, model.batch_norm_stats_target, 1.0)
+
+
 def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> None:
     """`SAC.train` for a `SharedEncoderSACPolicy`: the same losses, optimisers, logging and targets."""
     policy: SharedEncoderSACPolicy = model.policy
-    actor, critic, critic_target = model.actor, model.critic, model.critic_target
+    actor, critic = model.actor, model.critic
     encoder = critic.features_extractor
     policy.set_training_mode(True)
     optimizers = [actor.optimizer, critic.optimizer]
@@ -108,20 +131,7 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
             ent_coef = model.ent_coef_tensor
         ent_coefs.append(ent_coef.item())
 
-        with th.no_grad():
-            next_features = encoder(data.next_observations)
-            next_actions, next_log_prob = actor_from_features(actor, next_features)
-            next_q = q_from_features(critic_target, next_features, next_actions)
-            next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(-1, 1)
-            target_q = data.rewards + (1 - data.dones) * model.gamma * next_q
-
-        current_q = q_from_features(critic, features, data.actions)
-        critic_loss = 0.5 * sum(mse_loss(q, target_q) for q in current_q.split(1, dim=1))
-        assert isinstance(critic_loss, th.Tensor)
-        critic_losses.append(critic_loss.item())
-        critic.optimizer.zero_grad()
-        critic_loss.backward()
-        critic.optimizer.step()
+        critic_losses.append(critic_step(model, data, features, ent_coef))
 
         # The actor's loss needs gradients through the Q-networks to the actions, not for their weights.
         q_weights = [p for q_net in critic.q_networks for p in q_net.parameters()]
@@ -137,8 +147,7 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
             weight.requires_grad_(True)
 
         if gradient_step % model.target_update_interval == 0:
-            polyak_update(critic.parameters(), critic_target.parameters(), model.tau)
-            polyak_update(model.batch_norm_stats, model.batch_norm_stats_target, 1.0)
+            update_targets(model)
 
     model._n_updates += gradient_steps
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
@@ -152,7 +161,8 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
 def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
     """Behaviour cloning of the stored actions (a scripted warm-up's): the actor's deterministic action,
     through its features extractor, regressed onto them, so that SAC starts from a policy that drives
-    instead of one whose mean action stands still. Its own optimiser, used once."""
+    instead of one whose mean action stands still (its own optimiser, used once); then, with the shared
+    encoder, `steps` critic updates of that policy before SAC's first actor update."""
     actor = model.actor
     optimizer = th.optim.Adam(actor.parameters(), lr=model.lr_schedule(1.0))
     actor.set_training_mode(True)
@@ -166,6 +176,22 @@ def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
         losses.append(loss.item())
     model.logger.record("train/imitation_loss_first", losses[0])
     model.logger.record("train/imitation_loss_last", losses[-1])
+    if not isinstance(model.policy, SharedEncoderSACPolicy):
+        return
+    # Then as many critic steps with the cloned actor held: its Q-values are what the actor's first SAC
+    # steps climb, so they should know the cloned policy before the actor follows them.
+    ent_coef = (
+        th.exp(model.log_ent_coef.detach()) if model.log_ent_coef is not None else model.ent_coef_tensor
+    )
+    critic_losses = []
+    for step in range(steps):
+        data = model.replay_buffer.sample_for_learner(batch_size)
+        critic_losses.append(
+            critic_step(model, data, model.critic.features_extractor(data.observations), ent_coef)
+        )
+        if step % model.target_update_interval == 0:
+            update_targets(model)
+    model.logger.record("train/critic_warmup_loss_last", critic_losses[-1])
 
 
 class AnnotatedSAC(SAC):
