@@ -44,8 +44,9 @@ class SacConfig(Section):
     # preset's own reward. Off in the paper's presets (uniform draws).
     warmup_driver: Literal["uniform", "route_follower"] = "uniform"
     warmup_noise: float = Field(0.2, ge=0)
-    # Gradient steps of behaviour cloning on the warm-up's stored actions (actor and its encoder) before the
-    # first SAC update: with the route follower's warm-up, SAC starts from a policy that drives. 0: none.
+    # Gradient steps of behaviour cloning on the warm-up's stored actions (actor and its encoder), then as
+    # many critic steps of the cloned policy, before the first SAC update: with the route follower's
+    # warm-up, SAC starts from a policy that drives and critics that know its values. 0: none.
     warmup_imitation_steps: int = Field(0, ge=0)
     log_std_init: float = -3.0
     net_arch: list[int] = Field(default_factory=lambda: [500, 300])
