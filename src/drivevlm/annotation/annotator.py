@@ -50,14 +50,11 @@ def reward_counters(reward_fn: Any) -> dict[str, float]:
     return {}
 
 
-class LocalBackend:
-    """Calls the reward function in the annotator's own thread."""
+class HoldsRewardFunction:
+    """Whatever runs a reward function: its counters, and closing it (its models, its server clients)."""
 
     def __init__(self, reward_fn: RewardFunction) -> None:
         self.reward_fn = reward_fn
-
-    def annotate(self, requests: Sequence[RewardRequest]) -> list[RewardTerms]:
-        return list(self.reward_fn(requests))
 
     def counters(self) -> dict[str, float]:
         return reward_counters(self.reward_fn)
@@ -66,6 +63,13 @@ class LocalBackend:
         close = getattr(self.reward_fn, "close", None)
         if callable(close):
             close()
+
+
+class LocalBackend(HoldsRewardFunction):
+    """Calls the reward function in the annotator's own thread."""
+
+    def annotate(self, requests: Sequence[RewardRequest]) -> list[RewardTerms]:
+        return list(self.reward_fn(requests))
 
 
 class InvalidRewardError(ValueError):

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivevlm.annotation.annotator import Annotator, check_terms, reward_counters
+from drivevlm.annotation.annotator import Annotator, HoldsRewardFunction, check_terms
 from drivevlm.annotation.config import AnnotatorConfig
 from drivevlm.annotation.queue import PendingRewards, PendingTransition
 from drivevlm.distributed.cluster import import_ray
@@ -48,11 +48,8 @@ class AnnotationResult:
     counters: dict[str, float]
 
 
-class RewardWorker:
+class RewardWorker(HoldsRewardFunction):
     """Body of the annotator actor: runs the reward function (its models load on the actor's GPU/CPU)."""
-
-    def __init__(self, reward_fn: RewardFunction) -> None:
-        self.reward_fn = reward_fn
 
     def annotate(self, ids: Sequence[int], requests: Sequence[RewardRequest]) -> AnnotationResult:
         try:
@@ -60,14 +57,6 @@ class RewardWorker:
         except Exception as error:
             return AnnotationResult(list(ids), None, f"{type(error).__name__}: {error}", self.counters())
         return AnnotationResult(list(ids), terms, None, self.counters())
-
-    def counters(self) -> dict[str, float]:
-        return reward_counters(self.reward_fn)
-
-    def close(self) -> None:
-        close = getattr(self.reward_fn, "close", None)
-        if callable(close):
-            close()
 
 
 class AnnotatorPool:
