@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from drivevlm.render.static import StaticLayer
@@ -47,6 +48,18 @@ def layer_warp(view: np.ndarray, layer: StaticLayer) -> np.ndarray:
     """2 x 3 affine map from the layer's raster pixels to image pixels (for cv2.warpAffine)."""
     world_to_image = np.vstack([view, [0.0, 0.0, 1.0]])
     return (world_to_image @ layer.frame.pixel_to_world())[:2]
+
+
+def warp_layer(layer: StaticLayer, view: np.ndarray, size: int, border: int | tuple[int, ...]) -> np.ndarray:
+    """The layer's raster as the ego sees it (size x size, bilinear), `border` where the map ends."""
+    return cv2.warpAffine(
+        layer.image,
+        layer_warp(view, layer),
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
+    )
 
 
 def actor_table(actors: Sequence[Actor]) -> np.ndarray:

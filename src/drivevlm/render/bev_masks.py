@@ -93,14 +93,7 @@ class BevMaskRenderer:
         out = np.zeros(self.shape, dtype=np.uint8)
         view = _view.ego_view(state.ego.pose, size, self.pixels_per_meter, self.ego_from_bottom)
         layer = self.cache.masks(state.map, self.pixels_per_meter)
-        warped = cv2.warpAffine(
-            layer.image,
-            _view.layer_warp(view, layer),
-            (size, size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
+        warped = _view.warp_layer(layer, view, size, 0)
         out[0] = warped[:, :, 0] > 127
         out[1] = warped[:, :, 1] > 40
         out[:2] *= 255

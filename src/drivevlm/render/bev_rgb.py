@@ -69,14 +69,7 @@ class BevRgbRenderer:
         size = self.size
         view = _view.ego_view(state.ego.pose, size, self.pixels_per_meter, self.ego_from_bottom)
         layer = self.cache.rgb(state.map, self.raster_ppm)
-        image = cv2.warpAffine(
-            layer.image,
-            _view.layer_warp(view, layer),
-            (size, size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=palette.TERRAIN,
-        )
+        image = _view.warp_layer(layer, view, size, palette.TERRAIN)
         if self.show_route:
             self._draw_route(image, state, view)
         if self.show_traffic_lights:
