@@ -18,7 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from drivevlm.annotation.link import AnnotationLink
+from drivevlm.annotation.link import AnnotatedLearner, AnnotationLink
 from drivevlm.annotation.queue import AnnotatorStalledError, PendingRewards, PendingTransition
 from drivevlm.rewards.base import RewardTerms
 
@@ -51,24 +51,16 @@ class RolloutRewards:
         return accepted
 
 
-class AnnotatedPPO(PPO):
-    link: AnnotationLink | None = None
+class AnnotatedPPO(AnnotatedLearner, PPO):
     rollout_rewards: RolloutRewards | None = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "link", "rollout_rewards"]
+        return [*super()._excluded_save_params(), "rollout_rewards"]
 
     def attach(self, link: AnnotationLink) -> None:
         self.link = link
         self.rollout_rewards = RolloutRewards(self.n_steps, self.n_envs)
         link.annotator.pending.attach(self.rollout_rewards.write)
-
-    def _setup_learn(self, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
-        result = super()._setup_learn(*args, **kwargs)
-        if self.link is None:
-            raise RuntimeError("AnnotatedPPO.learn: call attach(AnnotationLink(...)) first")
-        self.link.start_episodes(self.env)  # type: ignore[arg-type]
-        return result
 
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int

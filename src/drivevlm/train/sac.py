@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, MultiInputPolicy
 from stable_baselines3.sac.policies import ContinuousCritic as Critic
 from torch.nn.functional import mse_loss
 
-from drivevlm.annotation.link import AnnotationLink
+from drivevlm.annotation.link import AnnotatedLearner, AnnotationLink
 from drivevlm.annotation.queue import AnnotatorStalledError
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.train.buffer import PendingRewardReplayBuffer
@@ -194,8 +193,7 @@ def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
     model.logger.record("train/critic_warmup_loss_last", critic_losses[-1])
 
 
-class AnnotatedSAC(SAC):
-    link: AnnotationLink | None = None
+class AnnotatedSAC(AnnotatedLearner, SAC):
     # Warm-up action bounds ([low, high] per action dimension); None: SB3's uniform draws.
     warmup_bounds: np.ndarray | None = None
     # A scripted driver whose noisy actions fill the warm-up instead of uniform draws (prior data).
@@ -230,22 +228,12 @@ class AnnotatedSAC(SAC):
             for group in self.ent_coef_optimizer.param_groups:
                 group["lr"] = self.ent_coef_lr
 
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "link"]
-
     def attach(self, link: AnnotationLink) -> None:
         if not isinstance(self.replay_buffer, PendingRewardReplayBuffer):
             raise TypeError("AnnotatedSAC needs replay_buffer_class=PendingRewardReplayBuffer")
         if link.annotator.pending is not self.replay_buffer.pending:
             raise ValueError("the annotator must serve this model's replay buffer backlog")
         self.link = link
-
-    def _setup_learn(self, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
-        result = super()._setup_learn(*args, **kwargs)
-        if self.link is None:
-            raise RuntimeError("AnnotatedSAC.learn: call attach(AnnotationLink(...)) first")
-        self.link.start_episodes(self.env)  # type: ignore[arg-type]
-        return result
 
     def _store_transition(
         self,
