@@ -247,7 +247,7 @@ class AnnotatedSAC(AnnotatedLearner, SAC):
         assert self.link is not None
         reset_infos = getattr(self.env, "reset_infos", None)
         replay_buffer.stage_requests(self.link.requests.build(infos, dones, reset_infos))
-        if self.warmup_driver is not None:
+        if self.warmup_driver is not None and self.num_timesteps < self.learning_starts:
             ended = zip(infos, dones, strict=True)
             self._last_signals = [None if done else info.get("signals") for info, done in ended]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
