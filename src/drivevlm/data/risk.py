@@ -122,9 +122,9 @@ def describe_risk(
         visible &= in_or_entering_path(state, path_half_width_m)
     best: tuple[int, float, int] | None = None
     for index in np.flatnonzero(visible):
-        if state.actors[index].kind not in _KIND_OF_ACTOR:
+        kind = _KIND_OF_ACTOR.get(state.actors[index].kind)
+        if kind is None:
             continue  # a motorway obstacle: not in the small VLM's vocabulary yet
-        kind = _KIND_OF_ACTOR[state.actors[index].kind]
         key = (int(distance[index] >= near_m), _PRIORITY[kind], index)
         if (
             best is None
