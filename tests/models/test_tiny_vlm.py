@@ -254,9 +254,16 @@ def test_shipped_model_answers_a_gated_window(shipped: Qwen3VLModel) -> None:
     assert inputs["image_grid_thw"].tolist() == [[1, 12, 12]] * 4  # 192 px in 16 px patches
 
 
-@pytest.mark.slow
 # Every held-out seed the card reports: 1, 11, 23, 37 and 41 chose these weights, 43, 47 and 53 did not.
-@pytest.mark.parametrize("seed", [HELD_OUT_SEED, 11, 23, 37, 41, 43, 47, 53])
+# CI re-measures the card's main seed and one that took no part in the choice (about 40 s a seed);
+# `./run.sh test -m card` re-measures all eight.
+CARD_SEEDS = [
+    pytest.param(seed, marks=pytest.mark.slow if seed in (HELD_OUT_SEED, 43) else pytest.mark.card)
+    for seed in (HELD_OUT_SEED, 11, 23, 37, 41, 43, 47, 53)
+]
+
+
+@pytest.mark.parametrize("seed", CARD_SEEDS)
 def test_shipped_model_meets_the_held_out_bar(seed: int) -> None:
     windows = held_out_windows(HELD_OUT_WINDOWS, seed=seed, frame_size=saved_frame_size(BUNDLED_DIR))
     report = evaluate_tiny_vlm(BUNDLED_DIR, windows)
