@@ -50,3 +50,13 @@ def test_custom_shaping_params_are_used() -> None:
     np.testing.assert_allclose(terms["f_center"], [0.5])
     with pytest.raises(ValueError, match="max_center_offset_std_m"):
         ShapingParams(max_center_offset_std_m=0.0)
+
+
+def test_without_a_fixed_target_each_frame_brings_its_own() -> None:
+    """A town's own target speed (urban 25, motorway 100 km/h) sets v_target frame by frame."""
+    follow = ShapingParams(target_speed_kmh=None)
+    terms = shaping_terms([0.5, 0.5], [20.0, 20.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], follow, [25.0, 100.0])
+    np.testing.assert_allclose(terms["v_des"], [12.5, 50.0])
+    np.testing.assert_allclose(terms["f_speed"], [1 - 7.5 / 25, 1 - 30 / 100])
+    with pytest.raises(ValueError, match="target_speed_kmh"):
+        shaping_terms([0.5], [20.0], [0.0], [0.0], [0.0], follow)

@@ -29,6 +29,9 @@ class EnvConfig(Section):
     simulator: str = "sumo"
     town: str = "grid"
     scenario: str = "random"
+    # Scenarios to draw one from per episode (uniformly, with the env's seed), e.g. a training mix of the
+    # motorway hazards; empty: always `scenario`. A scenario named in reset's options still wins.
+    scenario_mix: tuple[str, ...] = ()
     density: str = Density.REGULAR.value
     seed: int = 0
     # Training-only terminations (off route, too fast); evaluation turns this off.
@@ -81,6 +84,11 @@ class EnvConfig(Section):
     @classmethod
     def _scenario(cls, value: str) -> str:
         return check_choice("scenario", value, SCENARIOS)
+
+    @field_validator("scenario_mix")
+    @classmethod
+    def _scenario_mix(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_choice(f"scenario_mix[{i}]", name, SCENARIOS) for i, name in enumerate(value))
 
     @field_validator("density")
     @classmethod

@@ -157,6 +157,9 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if options:
             allowed = "town, scenario, density, route_index"
             raise ValueError(f"reset options: unknown keys {sorted(options)}; allowed: {allowed}")
+        mix = self.config.scenario_mix
+        if mix and "scenario" not in overrides:
+            overrides["scenario"] = mix[int(self.np_random.integers(len(mix)))]
         cfg = build(EnvConfig, {**self.config.model_dump(), **overrides}, "env") if overrides else self.config
         spec = EpisodeSpec(town=cfg.town, scenario=cfg.scenario, density=cfg.density, route_index=route_index)
         sim_seed = int(self.np_random.integers(0, 2**31 - 1))

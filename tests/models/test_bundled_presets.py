@@ -14,7 +14,7 @@ from drivevlm.models.registry import BUNDLED_VLM_DIR, make_vlm
 from drivevlm.presets import PRESETS_DIR
 from drivevlm.rewards.config import reward_sections
 
-FULL = ("drivevlm_rl", "drivevlm_rl_no_collision_penalty")
+FULL = ("drivevlm_rl", "drivevlm_rl_no_collision_penalty", "drivevlm_rl_highway")
 CLIP_ONLY = ("vlm_rl", "vlm_rl_no_collision_penalty", "lord", "lord_speed", "vlm_rm", "vlm_sr", "roboclip")
 REAL = sorted((PRESETS_DIR / "real_models").glob("*.yaml"))
 

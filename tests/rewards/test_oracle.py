@@ -47,6 +47,17 @@ def test_drivevlm_rl_oracle_hand_computed() -> None:
     assert out[2].terms["r_norm"] == pytest.approx(0.4)
 
 
+def test_an_unset_target_speed_follows_the_env_s() -> None:
+    """`reward.target_speed_kmh: null` (the highway preset): v_target is each step's own target speed."""
+    reward = build_reward(
+        RewardConfig(preset="drivevlm_rl_oracle", target_speed_kmh=None), factory=InjectedModels()
+    )
+    urban, motorway = BASE, replace(BASE, speed_kmh=90.0, target_speed_kmh=100.0)
+    out = reward([RewardRequest(urban), RewardRequest(motorway)])  # nothing ahead: r_norm 1
+    assert [t.terms["v_des"] for t in out] == pytest.approx([25.0, 100.0])
+    assert [t.final for t in out] == pytest.approx([0.4, 0.9])
+
+
 def test_oracle_static_ignores_vulnerable_road_users() -> None:
     reward = build_reward(RewardConfig(preset="oracle_static"), factory=InjectedModels())
     out = reward([RewardRequest(replace(BASE, nearest_vru_ahead_m=1.0, nearest_vehicle_ahead_m=math.inf))])

@@ -141,6 +141,19 @@ def test_highway_suites() -> None:
     assert {e.town for e in get_suite("scenario_cut_in").episodes} == {"highway"}
 
 
+def test_a_scenario_mix_draws_one_per_episode_and_a_named_one_wins(cache: Path) -> None:
+    mix = ("lost_cargo", "slow_truck")
+    env = DriveEnv({"town": "highway", "scenario_mix": mix, "density": "empty", "cache_dir": str(cache)})
+    try:
+        drawn = [env.reset(seed=seed)[1]["spec"].scenario for seed in range(6)]
+        assert set(drawn) == set(mix)
+        assert env.reset(seed=0, options={"scenario": "cut_in"})[1]["spec"].scenario == "cut_in"
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"scenario_mix\[1\]: unknown value 'debris'"):
+        build(EnvConfig, {"town": "highway", "scenario_mix": ["lost_cargo", "debris"]}, "env")
+
+
 def test_lost_cargo_is_collidable(cache: Path) -> None:
     env = DriveEnv({"town": "highway", "scenario": "lost_cargo", "density": "empty", "cache_dir": str(cache)})
     try:

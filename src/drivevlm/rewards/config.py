@@ -100,7 +100,9 @@ class RewardConfig(Section):
     max_goal_words: int = Field(20, ge=1, le=200)
     # Reward on a collision step; 0: the no-reward-after-collision experiment; null: keep the formula's value.
     collision_penalty: float | None = -10.0
-    target_speed_kmh: float = Field(25.0, gt=0)
+    # v_target of the desired speed (the paper's 25 km/h); null: the env's own target speed, frame by frame
+    # (the town's unless env.target_speed_kmh sets it: urban 25, highway 100 km/h).
+    target_speed_kmh: float | None = Field(25.0, gt=0)
     max_center_offset_m: float = Field(3.0, gt=0)
     max_heading_error_deg: float = Field(90.0, gt=0)
     max_center_offset_std_m: float = Field(0.4, gt=0)

@@ -63,6 +63,7 @@ def synthesise(
         signals["heading_error_deg"],
         signals["center_offset_std_m"],
         params.shaping,
+        target_speed_kmh=signals["target_speed_kmh"],
     )
     terms["final"] = final_reward(terms["r_shaping"], signals["collided"], params.collision_penalty)
     return terms
