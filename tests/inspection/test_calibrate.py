@@ -84,6 +84,12 @@ def test_oracle_preset_is_labelled() -> None:
     assert result["terms"]["gate"]["mean"] > 0
 
 
+def test_a_preset_with_a_scenario_mix_is_sampled_on_its_mix(tmp_path: Path) -> None:
+    env = {"town": "highway", "scenario_mix": ["slow_truck", "cut_in"], "cache_dir": str(tmp_path)}
+    result = run_calibration({"reward": {"preset": "chen"}, "env": env}, frames=4, stride=2)
+    assert result["scenarios"] == ["slow_truck", "cut_in"] and result["frames"] == 4
+
+
 def test_bad_config_inputs_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config: no such file"):
         load_preset(tmp_path / "missing.yaml")

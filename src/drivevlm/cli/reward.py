@@ -73,7 +73,10 @@ def reward_calibrate(
     frames: Annotated[int, typer.Option(help="Sample frames in all.")] = 64,
     scenarios: Annotated[
         str | None,
-        typer.Option(help="Comma-separated scenarios; default: the VRU scenarios and car_following."),
+        typer.Option(
+            help="Comma-separated scenarios; default: the preset's env.scenario_mix, else the VRU "
+            "scenarios and car_following."
+        ),
     ] = None,
     seed: int = 0,
     stride: Annotated[int, typer.Option(help="Keep one frame every STRIDE env steps.")] = 5,
@@ -86,7 +89,6 @@ def reward_calibrate(
 ) -> None:
     """Run the preset's models on scripted-driving frames; report R_static, R_dynamic and a suggested θ."""
     from drivevlm.inspection.calibrate import run_calibration, write_calibrated_config
-    from drivevlm.inspection.frames import DEFAULT_SAMPLE_SCENARIOS
     from drivevlm.presets import load_preset
 
     preset = load_preset(config, overrides or [])
@@ -94,7 +96,7 @@ def reward_calibrate(
     result = run_calibration(
         preset,
         frames=frames,
-        scenarios=names if names is not None else DEFAULT_SAMPLE_SCENARIOS,
+        scenarios=names,
         seed=seed,
         stride=stride,
         low_pct=low_pct,

@@ -46,18 +46,21 @@ def _fallback_reasons(reward_fn: Any) -> dict[str, int]:
 def run_calibration(
     config: Preset | Mapping[str, Any],
     frames: int = 64,
-    scenarios: Sequence[str] = DEFAULT_SAMPLE_SCENARIOS,
+    scenarios: Sequence[str] | None = None,
     seed: int = 0,
     stride: int = 5,
     low_pct: float = 5.0,
     high_pct: float = 95.0,
     factory: ModelFactory | None = None,
 ) -> dict[str, Any]:
-    """Sample `frames` scripted-driving requests over `scenarios`; summarise the preset's reward on them."""
+    """Sample `frames` scripted-driving requests over `scenarios` (default: the preset's own training mix,
+    `env.scenario_mix`, else the VRU scenarios and car following); summarise the preset's reward on them."""
     from drivevlm.rewards.semantic import SemanticReward, calibrate
 
     preset = as_preset(config)
     reward_cfg, env_cfg = preset.reward, preset.env
+    if scenarios is None:
+        scenarios = env_cfg.scenario_mix or DEFAULT_SAMPLE_SCENARIOS
     reward_fn = build_reward(reward_cfg, preset.models, factory)
     needs_frames = bool(reward_fn.needs_frames)
     started = time.perf_counter()
