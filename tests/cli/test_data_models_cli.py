@@ -56,13 +56,17 @@ def test_train_then_eval_clip_and_detector(tiny_set: tuple[Path, dict], tmp_path
     out = tmp_path / "models"
     args = ["models", "train", "--data", str(data), "--out", str(out), "--models", "clip,detector"]
     args += ["--clip-epochs", "1", "--detector-epochs", "1", "--detector-pin-threshold", "0.25"]
-    trained = runner.invoke(app, [*args, "--threads", "1", "--json"])
+    classes = "person,bicycle,car,motorcycle,obstacle,warning_triangle"
+    trained = runner.invoke(app, [*args, "--detector-classes", classes, "--threads", "1", "--json"])
     assert trained.exit_code == 0, trained.output
     summary = last_json(trained.stdout)
     assert summary["aligned_clip"]["epochs"] == 1 and summary["tiny_detector"]["epochs"] == 1
     # What was written loads through the real backends.
     AlignedClipEncoder(out / "aligned_clip")
-    assert TinyDetector(out / "tiny_detector").threshold == 0.25
+    detector = TinyDetector(out / "tiny_detector")
+    assert detector.threshold == 0.25 and detector.classes[-2:] == ("obstacle", "warning triangle")
+    wrong = runner.invoke(app, [*args, "--detector-classes", "person,debris"])
+    assert wrong.exit_code == 2 and "--detector-classes: 'debris' is not a COCO class name" in wrong.output
     evaluated = runner.invoke(
         app,
         ["models", "eval", "--data", str(data), "--root", str(out), "--models", "clip,detector", "--json"],

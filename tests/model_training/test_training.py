@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from drivevlm.data.dataset import load_split
 from drivevlm.data.generate import generate_dataset
 from drivevlm.model_training.bundle import train_models
 from drivevlm.model_training.evaluate import evaluate_models
@@ -176,6 +177,41 @@ def test_detector_at_stride_two_starts_from_a_stride_four_backbone(tiny_data: Pa
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
     assert detector.net.stride == saved["stride"] == 2 and detector.flip_test and saved["flip_test"]
     assert detector.detect(np.zeros((64, 64, 3), np.uint8))[0]  # threshold 0: every peak is a box
+
+
+@pytest.mark.slow
+def test_a_detector_extended_by_motorway_hazard_classes(tmp_path: Path) -> None:
+    """Lost cargo and a warning triangle become classes of their own; the classes the model started from
+    keep their heads, and a gate can name the new ones."""
+    from drivevlm.model_training.evaluate import evaluate_detector
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, train_detector
+    from drivevlm.rewards.config import GateConfig
+
+    data = tmp_path / "motorway"
+    scenarios = ("broken_down_vehicle_triangle", "lost_cargo")
+    generate_dataset(data, 240, seed=3, towns=("highway",), scenarios=scenarios, size=128, step_stride=5)
+    labels = {g["label"] for r in load_split(data, "train", None).records for g in r["boxes"]}
+    assert {"obstacle", "warning_triangle"} <= labels
+    train_detector(data, tmp_path / "four", DetectorTrainConfig(epochs=1, limit=None, threads=1), log=print)
+    said: list[str] = []
+    classes = ("person", "bicycle", "car", "motorcycle", "obstacle", "warning triangle")
+    config = DetectorTrainConfig(
+        epochs=1, limit=None, threads=1, classes=classes, init=str(tmp_path / "four")
+    )
+    train_detector(data, tmp_path / "six", config, log=said.append)
+    assert "class heads ['person', 'bicycle', 'car', 'motorcycle']" in said[0]
+    six = TinyDetector(tmp_path / "six", threshold=0.0)
+    assert six.classes == classes and six.net.heatmap.out_channels == 6
+    assert {d.label for d in six.detect(np.zeros((64, 64, 3), np.uint8))[0]} <= set(classes)
+    report = evaluate_detector(data, tmp_path / "six", split="train")
+    assert set(report["ap50"]) == set(classes)
+    assert GateConfig(classes=["person", "obstacle", "warning_triangle"]).classes[-1] == "warning triangle"
+    with pytest.raises(ValueError, match="'debris' is not a COCO class name or one of the hazard classes"):
+        train_detector(data, tmp_path / "bad", DetectorTrainConfig(epochs=1, classes=("person", "debris")))
+    saved = json.loads((tmp_path / "six" / "config.json").read_text())
+    (tmp_path / "six" / "config.json").write_text(json.dumps({**saved, "classes": ["person", "debris"]}))
+    with pytest.raises(ValueError, match=r"classes in .*six/config\.json: 'debris'"):
+        TinyDetector(tmp_path / "six")
 
 
 @pytest.mark.parametrize(

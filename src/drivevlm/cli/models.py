@@ -94,6 +94,13 @@ def train(
             min=0.0, max=1.0, help="Ship this score threshold (the presets' gate: 0.25); default: chosen."
         ),
     ] = None,
+    detector_classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated classes the detector learns (COCO names and the motorway hazards "
+            "obstacle, warning triangle); default: person, bicycle, car, motorcycle."
+        ),
+    ] = None,
     vlm_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the tiny Qwen3-VL.")] = None,
     vlm_minutes: Annotated[float | None, typer.Option(help="Or a wall-time budget in minutes.")] = None,
     vlm_windows: Annotated[int, typer.Option(help="Training windows generated from the env.")] = 8000,
@@ -130,6 +137,7 @@ def train(
     from drivevlm.model_training.bundle import train_models
     from drivevlm.model_training.train_aligned_clip import ClipTrainConfig
     from drivevlm.model_training.train_detector import DetectorTrainConfig
+    from drivevlm.models.detectors.coco import check_class_names
 
     names = parse_models(models)
     summary: dict[str, Any] = {"out": str(out)}
@@ -138,6 +146,12 @@ def train(
         if data is None:
             fail("--data", "clip and detector train on a data set; pass --data")
         clip_config = ClipTrainConfig(epochs=clip_epochs, limit=clip_limit or None)
+        classes = [c.strip() for c in detector_classes.split(",") if c.strip()] if detector_classes else None
+        if classes is not None:
+            try:
+                classes = list(check_class_names(classes, "class"))
+            except ValueError as error:
+                fail("--detector-classes", str(error).removeprefix("class: "))
         detector_config = DetectorTrainConfig(
             epochs=detector_epochs,
             limit=detector_limit,
@@ -148,6 +162,7 @@ def train(
             flip_test=detector_flip_test,
             init=detector_init,
             pin_threshold=detector_pin_threshold,
+            **({"classes": tuple(classes)} if classes else {}),
         )
         summary.update(
             train_models(

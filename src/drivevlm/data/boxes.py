@@ -24,7 +24,6 @@ COCO_LABEL = {
     ActorKind.OBSTACLE: "obstacle",
     ActorKind.WARNING_TRIANGLE: "warning_triangle",
 }
-DETECTOR_CLASSES = ("person", "bicycle", "car", "motorcycle")
 VRU_LABELS = frozenset({"person", "bicycle", "motorcycle"})
 MIN_BOX_PX = 1.0
 # Below this share of its box left uncovered by nearer actors, an actor counts as not seen: the detector

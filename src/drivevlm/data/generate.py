@@ -4,6 +4,7 @@ Every stored step holds the BEV RGB and front camera frames, ground-truth boxes 
 scene descriptions and labels (risk category, collision within the next 2 s, a vulnerable road user
 within 10 m ahead). The split is by town and by seed: episodes in the training town ("grid") use seeds
 from one range and go to `train`; episodes in the unseen towns use another range and go to `heldout`.
+The one motorway (`highway`) is a training town too: its held-out frames come from another `seed`.
 
 Layout: ``out_dir/<split>/shard_NNNNN.npz`` (uint8 ``bev``, ``front``: (n, S, S, 3)) beside
 ``shard_NNNNN.jsonl`` (one record per frame, same order), and ``out_dir/dataset.json`` (manifest).
@@ -31,11 +32,13 @@ from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.base import EpisodeSpec
 from drivevlm.sim.scenarios import (
     SCENARIOS,
+    TOWNS,
     TRAINING_TOWN,
     URBAN_SCENARIOS,
     URBAN_TOWNS,
     check_choice,
     check_town,
+    town_default,
 )
 
 FORMAT_VERSION = 1
@@ -50,7 +53,8 @@ DENSITIES = ("regular", "dense", "empty")
 
 
 def split_of_town(town: str) -> str:
-    return "train" if town == TRAINING_TOWN else "heldout"
+    motorway = town in TOWNS and TOWNS[town].kind == "highway"
+    return "train" if town == TRAINING_TOWN or motorway else "heldout"
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
@@ -93,17 +97,19 @@ class _ShardWriter:
         self.bev, self.front, self.records = [], [], []
 
 
-def _make_policy(kind: str, rng: np.random.Generator) -> RouteFollower:
+def _make_policy(kind: str, rng: np.random.Generator, speed_scale: float = 1.0) -> RouteFollower:
+    """A scripted driver of the kind; its urban target speeds times `speed_scale` (a motorway's 4)."""
     seed = int(rng.integers(0, 2**31 - 1))
     if kind == "cautious":
         return RouteFollower(
-            target_speed_kmh=float(rng.uniform(15, 30)), cautious=True, noise=0.05, seed=seed
+            target_speed_kmh=speed_scale * float(rng.uniform(15, 30)), cautious=True, noise=0.05, seed=seed
         )
     if kind == "reckless":
         return RouteFollower(
-            target_speed_kmh=float(rng.uniform(20, 40)), cautious=False, noise=0.1, seed=seed
+            target_speed_kmh=speed_scale * float(rng.uniform(20, 40)), cautious=False, noise=0.1, seed=seed
         )
-    return RouteFollower(target_speed_kmh=float(rng.uniform(10, 45)), cautious=False, noise=0.35, seed=seed)
+    target = speed_scale * float(rng.uniform(10, 45))
+    return RouteFollower(target_speed_kmh=target, cautious=False, noise=0.35, seed=seed)
 
 
 def _run_episode(
@@ -119,7 +125,8 @@ def _run_episode(
 ) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """One episode's steps (after the first action), labelled with look-ahead over the whole episode."""
     obs, _ = env.reset(seed=seed, options={"town": town, "scenario": scenario, "density": density})
-    policy = _make_policy(policy_kind, rng)
+    speed_scale = town_default(town, "target_speed_kmh") / town_default(TRAINING_TOWN, "target_speed_kmh")
+    policy = _make_policy(policy_kind, rng, speed_scale)
     signals = None
     steps: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]] = []
     states = []
@@ -216,15 +223,17 @@ def generate_dataset(
     train_towns = [t for t in towns if split_of_town(t) == "train"]
     held_towns = [t for t in towns if split_of_town(t) == "heldout"]
     quota: dict[str, int] = {}
+
+    def share(group: list[str], total: int) -> None:
+        for i, town in enumerate(group):
+            quota[town] = total // len(group) + (1 if i < total % len(group) else 0)
+
     if train_towns and held_towns:
         train_frames = max(1, round(frames * train_share))
-        quota[train_towns[0]] = train_frames
-        rest = frames - train_frames
-        for i, town in enumerate(held_towns):
-            quota[town] = rest // len(held_towns) + (1 if i < rest % len(held_towns) else 0)
+        share(train_towns, train_frames)
+        share(held_towns, frames - train_frames)
     else:
-        for i, town in enumerate(towns):
-            quota[town] = frames // len(towns) + (1 if i < frames % len(towns) else 0)
+        share(list(towns), frames)
 
     rng = np.random.default_rng(seed)
     env = DriveEnv(

@@ -20,6 +20,7 @@ import numpy as np
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, read_manifest
 from drivevlm.eval.metrics import roc_auc
+from drivevlm.models.detectors.coco import canonical_class, check_class_names
 from drivevlm.models.detectors.tiny import CLASSES
 from drivevlm.models.registry import BUNDLED_VLM_DIR
 
@@ -138,16 +139,18 @@ def _detector_outputs(
     return detector.config, pairs
 
 
-def _score_detections(pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: float) -> dict[str, Any]:
+def _score_detections(
+    pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: float, classes: Sequence[str] = CLASSES
+) -> dict[str, Any]:
     """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < MIN_VISIBLE) count as neither."""
-    per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in CLASSES}
+    per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in classes}
     vru_total = vru_found = 0
     kept_tp = {"all": 0, "vru": 0}
     kept_fp = {"all": 0, "vru": 0}
     for detections, record in pairs:
         gts = record["boxes"]
-        for cls in CLASSES:
-            mine = [g for g in gts if g["label"] == cls]
+        for cls in classes:
+            mine = [g for g in gts if canonical_class(g["label"]) == cls]
             boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
             countable = np.array([g["visible"] >= MIN_VISIBLE for g in mine], dtype=bool)
             recall_set = np.array(
@@ -210,7 +213,7 @@ def evaluate_detector(
     """mAP@0.5, precision and VRU recall within 30 m at the model's own threshold (or `threshold`)."""
     config, pairs = _detector_outputs(model, data_dir, split, limit, episodes)
     keep_at = float(config.get("threshold", 0.3)) if threshold is None else threshold
-    return {"split": split, **_score_detections(pairs, keep_at)}
+    return {"split": split, **_score_detections(pairs, keep_at, check_class_names(config["classes"]))}
 
 
 def choose_threshold(
@@ -225,10 +228,11 @@ def choose_threshold(
     The lowest threshold whose VRU precision reaches the bar (most recall at that precision); if none
     does, the one with the best F1 of VRU precision and recall.
     """
-    _, pairs = _detector_outputs(model, data_dir, split, None, episodes)
+    config, pairs = _detector_outputs(model, data_dir, split, None, episodes)
     if not pairs:
         raise ValueError("episodes: no validation frames found for the given episode names")
-    sweep = [_score_detections(pairs, t) for t in sorted(grid)]
+    classes = check_class_names(config["classes"])
+    sweep = [_score_detections(pairs, t, classes) for t in sorted(grid)]
     precise = [r for r in sweep if r["vru_precision"] >= PRECISION_BAR]
 
     def f1(r: dict[str, Any]) -> float:

@@ -24,6 +24,7 @@ from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
 from drivevlm.model_training.common import save_weights, set_seed_and_threads, write_json
+from drivevlm.models.detectors.coco import canonical_class, check_class_names
 from drivevlm.models.detectors.tiny import CLASSES, TinyCenterNet
 
 
@@ -46,6 +47,9 @@ class DetectorTrainConfig:
     # The operating point to ship (e.g. the gate threshold the presets run at); the validation
     # choice, if any, is still measured and recorded beside it.
     pin_threshold: float | None = None
+    # What the model detects: COCO names and the motorway hazard classes ("obstacle", "warning triangle").
+    # Boxes of other labels are background. With `init`, the classes both models share keep their heads.
+    classes: tuple[str, ...] = CLASSES
 
 
 def validation_episodes(records: list[dict[str, Any]], every: int) -> set[str]:
@@ -64,12 +68,16 @@ def _has_near_vru(record: dict[str, Any]) -> bool:
 
 
 def targets(
-    records: list[dict[str, Any]], size: int, flip: np.ndarray, stride: int = 4
+    records: list[dict[str, Any]],
+    size: int,
+    flip: np.ndarray,
+    stride: int = 4,
+    classes: tuple[str, ...] = CLASSES,
 ) -> dict[str, torch.Tensor]:
     """Gaussian centre heatmaps, log sizes and offsets at the centre cells, masks of cells to learn from."""
     cells = size // stride
     n = len(records)
-    heat = np.zeros((n, len(CLASSES), cells, cells), np.float32)
+    heat = np.zeros((n, len(classes), cells, cells), np.float32)
     ignore = np.zeros((n, 1, cells, cells), bool)
     size_t = np.zeros((n, 2, cells, cells), np.float32)
     offset_t = np.zeros((n, 2, cells, cells), np.float32)
@@ -77,8 +85,9 @@ def targets(
     ys, xs = np.mgrid[0:cells, 0:cells]
     for i, record in enumerate(records):
         for gt in record["boxes"]:
-            if gt["label"] not in CLASSES:
-                continue  # a motorway obstacle: background to a detector without its class
+            label = canonical_class(gt["label"])
+            if label not in classes:
+                continue  # e.g. a motorway obstacle: background to a detector without its class
             x1, y1, x2, y2 = gt["box"]
             if flip[i]:
                 x1, x2 = size - x2, size - x1
@@ -90,7 +99,7 @@ def targets(
             w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
             sigma = max(0.5, math.sqrt(w * h) / stride / 6.0)
             blob = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
-            cls = CLASSES.index(gt["label"])
+            cls = classes.index(label)
             heat[i, cls] = np.maximum(heat[i, cls], blob)
             size_t[i, :, iy, ix] = (math.log(w), math.log(h))
             offset_t[i, :, iy, ix] = (cx - ix, cy - iy)
@@ -123,6 +132,25 @@ def detector_loss(outputs: dict[str, torch.Tensor], target: dict[str, torch.Tens
     return focal + size_loss + offset_loss
 
 
+def _carry_class_heads(
+    net: TinyCenterNet,
+    start: dict[str, torch.Tensor],
+    start_classes: tuple[str, ...],
+    classes: tuple[str, ...],
+) -> list[str]:
+    """Copy the heatmap channels of the classes `net` shares with the model it starts from (a model
+    extended by new classes keeps what it knew of the old ones); returns the classes carried over."""
+    kept = [c for c in classes if c in start_classes]
+    weight, bias = start.get("heatmap.weight"), start.get("heatmap.bias")
+    if weight is None or bias is None or weight.shape[1:] != net.heatmap.weight.shape[1:]:
+        return []
+    with torch.no_grad():
+        for name in kept:
+            net.heatmap.weight[classes.index(name)] = weight[start_classes.index(name)]
+            net.heatmap.bias[classes.index(name)] = bias[start_classes.index(name)]
+    return kept
+
+
 def train_detector(
     data_dir: str | Path, out_dir: str | Path, config: DetectorTrainConfig | None = None, log: Any = print
 ) -> dict[str, Any]:
@@ -134,6 +162,9 @@ def train_detector(
         raise ValueError(f"vru_boost, val_every: need > 0 and >= 0, got {cfg.vru_boost}, {cfg.val_every}")
     if cfg.pin_threshold is not None and not 0.0 <= cfg.pin_threshold <= 1.0:
         raise ValueError(f"pin_threshold: must lie in [0, 1], got {cfg.pin_threshold}")
+    classes = check_class_names(cfg.classes, "classes")
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes: need distinct class names, got {list(cfg.classes)}")
     set_seed_and_threads(cfg.seed, cfg.threads)
     started = time.perf_counter()
     frames = load_split(data_dir, "train", cfg.limit)
@@ -146,16 +177,18 @@ def train_detector(
     size = images.shape[1]
     if images.shape[1] != images.shape[2] or size % 16:
         raise ValueError(f"front frames: need square frames a multiple of 16 px, got {images.shape[1:3]}")
-    net = TinyCenterNet(width=cfg.width, stride=cfg.stride)
+    net = TinyCenterNet(len(classes), width=cfg.width, stride=cfg.stride)
     if cfg.init is not None:
         from drivevlm.models.detectors.tiny import load_tiny_detector, resolve_detector_dir
 
         # Another output stride changes the top-down path and the heads: those start afresh.
-        start = load_tiny_detector(resolve_detector_dir(cfg.init))[0].state_dict()
+        start_net, start_config = load_tiny_detector(resolve_detector_dir(cfg.init))
+        start = start_net.state_dict()
         own = net.state_dict()
         shared = {k: v for k, v in start.items() if k in own and own[k].shape == v.shape}
         net.load_state_dict(shared, strict=False)
-        log(f"tiny detector: {len(shared)} of {len(own)} tensors taken from {cfg.init}")
+        kept = _carry_class_heads(net, start, check_class_names(start_config["classes"]), classes)
+        log(f"tiny detector: {len(shared)} of {len(own)} tensors taken from {cfg.init}; class heads {kept}")
     weight = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
     draw = weight / weight.sum()
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
@@ -179,7 +212,8 @@ def train_detector(
             batch = images[pick].copy()
             batch[flip] = batch[flip, :, ::-1]
             tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0
-            loss = detector_loss(net(tensor), targets([records[i] for i in pick], size, flip, cfg.stride))
+            target = targets([records[i] for i in pick], size, flip, cfg.stride, classes)
+            loss = detector_loss(net(tensor), target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -196,7 +230,7 @@ def train_detector(
     }
     model_config = {
         "architecture": "drivevlm.models.detectors.tiny.TinyCenterNet",
-        "classes": list(CLASSES),
+        "classes": list(classes),
         "input_size": size,
         "width": cfg.width,
         "stride": cfg.stride,

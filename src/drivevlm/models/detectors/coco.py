@@ -55,6 +55,10 @@ KIND_BY_CLASS: dict[str, str] = {
 
 DEFAULT_CRITICAL_CLASSES: tuple[str, ...] = ("person", "bicycle", "motorcycle")
 
+# Motorway hazards that are not COCO classes: what a detector trained on them (the tiny detector with these
+# in its config's classes) may report, and so what a gate may name beside the COCO classes.
+HAZARD_CLASSES: tuple[str, ...] = ("obstacle", "warning triangle")
+
 
 def canonical_class(label: str) -> str:
     """The COCO name for a detector label ('motorbike' -> 'motorcycle'); unknown labels pass unchanged."""
@@ -68,15 +72,16 @@ def kind_of(label: str) -> str | None:
 
 
 def check_class_names(names: Iterable[str], what: str = "classes") -> tuple[str, ...]:
-    """Validate class names against COCO, raising a ValueError that names the wrong one."""
+    """Validate class names against COCO and the hazard classes, raising a ValueError naming the wrong one."""
     if isinstance(names, str):
         raise TypeError(f"{what}: expected a list of COCO class names, got a single str {names!r}")
     checked = []
     for name in names:
         canonical = canonical_class(name)
-        if canonical not in COCO_CLASSES:
+        if canonical not in COCO_CLASSES and canonical not in HAZARD_CLASSES:
             raise ValueError(
-                f"{what}: {name!r} is not a COCO class name; expected one of {list(COCO_CLASSES)}"
+                f"{what}: {name!r} is not a COCO class name or one of the hazard classes "
+                f"{list(HAZARD_CLASSES)}; expected one of {list(COCO_CLASSES)}"
             )
         checked.append(canonical)
     return tuple(checked)

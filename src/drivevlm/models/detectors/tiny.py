@@ -4,7 +4,8 @@ Per class a centre heatmap at stride 4 (or 2), plus box size (log pixels) and su
 small CNN with a top-down path. Stride 2 adds one more merge level: far pedestrians a few pixels wide,
 crowded near the vanishing point, then fall in separate heatmap cells. Decoding keeps local heatmap
 maxima (3x3 max-pool) above a score threshold. Labels are COCO names (person, bicycle, car,
-motorcycle), like every other detector backend.
+motorcycle), like every other detector backend, plus the motorway hazard classes where a model was
+trained on them (its config.json lists its classes).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from torch.nn import functional
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from drivevlm.models.base import Detection, check_images
+from drivevlm.models.detectors.coco import check_class_names
 from drivevlm.models.loading import resolve_bundled_dir
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "tiny_detector"
 BUNDLED_NAMES = ("bundled", "drivevlm/tiny-detector")
 STRIDES = (4, 2)
+# The bundled model's classes; a model trained with others lists its own in config.json.
 CLASSES = ("person", "bicycle", "car", "motorcycle")
 
 
@@ -92,12 +95,16 @@ def decode(
     max_detections: int,
     scale: tuple[float, float],
     stride: int = 4,
+    classes: Sequence[str] = CLASSES,
 ) -> list[list[Detection]]:
-    """Local maxima of the heatmap above `threshold` as boxes, in pixels scaled by (sx, sy)."""
+    """Local maxima of the heatmap above `threshold` as boxes, in pixels scaled by (sx, sy); heatmap
+    channel i is `classes[i]`."""
     heat = torch.sigmoid(outputs["heatmap"])
     peaks = heat * (functional.max_pool2d(heat, 3, stride=1, padding=1) == heat)
-    n, classes, h, w = heat.shape
-    scores, flat = peaks.reshape(n, -1).topk(min(max_detections, classes * h * w))
+    n, channels, h, w = heat.shape
+    if channels != len(classes):
+        raise ValueError(f"classes: {len(classes)} names for a heatmap of {channels} channels")
+    scores, flat = peaks.reshape(n, -1).topk(min(max_detections, channels * h * w))
     results: list[list[Detection]] = []
     for b in range(n):
         found = []
@@ -115,7 +122,7 @@ def decode(
                 (x + bw / 2) * scale[0],
                 (y + bh / 2) * scale[1],
             )
-            found.append(Detection(CLASSES[cls], float(score), tuple(float(v) for v in box)))  # type: ignore[arg-type]
+            found.append(Detection(classes[cls], float(score), tuple(float(v) for v in box)))  # type: ignore[arg-type]
         results.append(found)
     return results
 
@@ -145,11 +152,10 @@ def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet
     from safetensors.torch import load_file
 
     config = json.loads((folder / "config.json").read_text())
-    if tuple(config["classes"]) != CLASSES:
-        raise ValueError(
-            f"classes: {folder / 'config.json'} lists {config['classes']}, expected {list(CLASSES)}"
-        )
-    net = TinyCenterNet(width=int(config["width"]), stride=int(config.get("stride", 4)))
+    classes = check_class_names(config.get("classes", []), f"classes in {folder / 'config.json'}")
+    if not classes:
+        raise ValueError(f"classes: {folder / 'config.json'} lists none")
+    net = TinyCenterNet(len(classes), width=int(config["width"]), stride=int(config.get("stride", 4)))
     net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return net.to(device).eval(), config
 
@@ -186,6 +192,7 @@ class TinyDetector:
         folder = resolve_detector_dir(model)
         self.device = torch.device(device)
         self.net, self.config = load_tiny_detector(folder, device)
+        self.classes = check_class_names(self.config["classes"])
         fuse_batch_norms(self.net)
         self.input_size = int(self.config["input_size"])
         chosen = float(self.config.get("threshold", 0.3)) if threshold is None else float(threshold)
@@ -212,5 +219,7 @@ class TinyDetector:
                     tensor, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
                 )
             outputs = with_mirror(self.net, tensor) if self.flip_test else self.net(tensor)
-            results.extend(decode(outputs, self.threshold, self.max_detections, scale, self.net.stride))
+            results.extend(
+                decode(outputs, self.threshold, self.max_detections, scale, self.net.stride, self.classes)
+            )
         return results
