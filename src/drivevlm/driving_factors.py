@@ -33,8 +33,10 @@ class ShapingParams:
             "max_center_offset_std_m",
         ):
             value = getattr(self, name)
-            if not (value is None and name == "target_speed_kmh") and not value > 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+            if value is None and name == "target_speed_kmh":
+                continue  # each frame brings its own
+            if not value > 0:
+                raise ValueError(f"{name}: must be > 0, got {value}")
 
 
 def as_array(values: ArrayLike) -> np.ndarray:

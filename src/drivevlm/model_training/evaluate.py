@@ -20,7 +20,7 @@ import numpy as np
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, read_manifest
 from drivevlm.eval.metrics import roc_auc
-from drivevlm.models.detectors.coco import canonical_class, check_class_names
+from drivevlm.models.detectors.coco import canonical_class
 from drivevlm.models.detectors.tiny import CLASSES
 from drivevlm.models.registry import BUNDLED_VLM_DIR
 
@@ -213,7 +213,7 @@ def evaluate_detector(
     """mAP@0.5, precision and VRU recall within 30 m at the model's own threshold (or `threshold`)."""
     config, pairs = _detector_outputs(model, data_dir, split, limit, episodes)
     keep_at = float(config.get("threshold", 0.3)) if threshold is None else threshold
-    return {"split": split, **_score_detections(pairs, keep_at, check_class_names(config["classes"]))}
+    return {"split": split, **_score_detections(pairs, keep_at, tuple(config["classes"]))}
 
 
 def choose_threshold(
@@ -231,7 +231,7 @@ def choose_threshold(
     config, pairs = _detector_outputs(model, data_dir, split, None, episodes)
     if not pairs:
         raise ValueError("episodes: no validation frames found for the given episode names")
-    classes = check_class_names(config["classes"])
+    classes = tuple(config["classes"])
     sweep = [_score_detections(pairs, t, classes) for t in sorted(grid)]
     precise = [r for r in sweep if r["vru_precision"] >= PRECISION_BAR]
 

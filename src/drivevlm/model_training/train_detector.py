@@ -187,7 +187,7 @@ def train_detector(
         own = net.state_dict()
         shared = {k: v for k, v in start.items() if k in own and own[k].shape == v.shape}
         net.load_state_dict(shared, strict=False)
-        kept = _carry_class_heads(net, start, check_class_names(start_config["classes"]), classes)
+        kept = _carry_class_heads(net, start, tuple(start_config["classes"]), classes)
         log(f"tiny detector: {len(shared)} of {len(own)} tensors taken from {cfg.init}; class heads {kept}")
     weight = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
     draw = weight / weight.sum()

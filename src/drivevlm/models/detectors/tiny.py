@@ -149,12 +149,14 @@ def resolve_detector_dir(model: str | Path) -> Path:
 
 
 def load_tiny_detector(folder: Path, device: str = "cpu") -> tuple[TinyCenterNet, dict[str, Any]]:
+    """The model in eval mode and its config.json, whose `classes` are checked and made canonical names."""
     from safetensors.torch import load_file
 
     config = json.loads((folder / "config.json").read_text())
     classes = check_class_names(config.get("classes", []), f"classes in {folder / 'config.json'}")
     if not classes:
         raise ValueError(f"classes: {folder / 'config.json'} lists none")
+    config["classes"] = list(classes)
     net = TinyCenterNet(len(classes), width=int(config["width"]), stride=int(config.get("stride", 4)))
     net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return net.to(device).eval(), config
@@ -192,7 +194,7 @@ class TinyDetector:
         folder = resolve_detector_dir(model)
         self.device = torch.device(device)
         self.net, self.config = load_tiny_detector(folder, device)
-        self.classes = check_class_names(self.config["classes"])
+        self.classes = tuple(self.config["classes"])
         fuse_batch_norms(self.net)
         self.input_size = int(self.config["input_size"])
         chosen = float(self.config.get("threshold", 0.3)) if threshold is None else float(threshold)
