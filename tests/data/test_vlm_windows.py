@@ -77,6 +77,41 @@ def test_path_labels_are_the_camera_labels_less_what_stays_out_of_the_path(windo
         assert category_of_description(description) == category
 
 
+def test_kept_categories_are_taken_at_every_step() -> None:
+    # Seed 5's second episode follows a car from step 22 on; with a 1 % draw for anything else, windows of
+    # the kept category come from consecutive steps (each adds one new frame to the last).
+    kept = generate_windows(
+        5,
+        seed=5,
+        gated_fraction=0.0,
+        accept_probability=0.01,
+        keep_categories=["vehicle_far"],
+        frame_size=64,
+        render_size=96,
+        labels="path",
+    )
+    assert set(kept.categories) == {"vehicle_far"} and len(set(kept.seeds.tolist())) == 1
+    assert np.array_equal(np.diff(kept.index[:, 0]), np.ones(4, dtype=np.int64))
+
+
+def test_sets_concatenate_with_their_frames(windows: VlmWindows) -> None:
+    both = VlmWindows.concatenate([windows, windows.subset([3, 1])])
+    assert len(both) == len(windows) + 2 and len(both.frames) == 2 * len(windows.frames)
+    assert np.array_equal(both.window(len(windows)), windows.window(3))
+    assert both.categories[-1] == windows.categories[1] and both.seeds[-1] == windows.seeds[1]
+    smaller = VlmWindows(
+        windows.frames[:, :32, :32],
+        windows.index,
+        windows.descriptions,
+        windows.categories,
+        windows.gated,
+        windows.towns,
+        windows.seeds,
+    )
+    with pytest.raises(ValueError, match="frame size"):
+        VlmWindows.concatenate([windows, smaller])
+
+
 def test_same_seed_same_windows(windows: VlmWindows) -> None:
     again = generate_windows(12, seed=5, gated_fraction=0.75, frame_size=64, render_size=96)
     assert again.descriptions == windows.descriptions
@@ -118,6 +153,7 @@ def test_shrink_matches_requested_size() -> None:
         ({"count": 2, "frame_size": 256, "render_size": 128}, "frame_size"),
         ({"count": 2, "frames_per_window": 0}, "frames_per_window"),
         ({"count": 2, "labels": "omniscient"}, "labels"),
+        ({"count": 2, "keep_categories": ["unicorn_near"]}, "keep_categories"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, object], field: str) -> None:

@@ -141,6 +141,10 @@ def test_module_command_trains_at_the_chosen_frame_size(
     ]
     main([*args, "--batch-size", "2", "--threads", "1", "--windows", str(again)])
     assert VlmWindows.load(again).frames.shape[1:3] == (64, 64)
+    # Several existing sets are trained on together.
+    args = ["--out", str(tmp_path / "m3"), "--steps", "1", "--init", str(tmp_path / "m")]
+    main([*args, "--batch-size", "2", "--threads", "1", "--windows", str(windows), str(again)])
+    assert json.loads((tmp_path / "m3" / "training.json").read_text())["windows"] == 8
     # A folder this trainer did not save (a real Qwen3-VL) is scored at the default size.
     assert saved_frame_size(tmp_path) == 128
     capsys.readouterr()

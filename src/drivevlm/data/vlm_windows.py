@@ -22,7 +22,7 @@ from PIL import Image
 
 from drivevlm.atomic import atomic_output
 from drivevlm.data.boxes import seen_actor_ids
-from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, PATH_HALF_WIDTH_M, describe_risk
+from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, PATH_HALF_WIDTH_M, RISK_CATEGORIES, describe_risk
 from drivevlm.env import DriveEnv
 from drivevlm.render import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
@@ -113,6 +113,24 @@ class VlmWindows:
             self.seeds[rows],
         )
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[VlmWindows]) -> VlmWindows:
+        """One set of several (e.g. a general set and one rich in a rare category), frames renumbered."""
+        if not parts:
+            raise ValueError("windows: expected at least one set to concatenate")
+        if len({(part.frames_per_window, part.frames.shape[1:]) for part in parts}) > 1:
+            raise ValueError("windows: sets to concatenate differ in frames per window or frame size")
+        offsets = np.cumsum([0, *(len(part.frames) for part in parts[:-1])])
+        return cls(
+            np.concatenate([part.frames for part in parts]),
+            np.concatenate([part.index + offset for part, offset in zip(parts, offsets, strict=True)]),
+            [d for part in parts for d in part.descriptions],
+            [c for part in parts for c in part.categories],
+            np.concatenate([part.gated for part in parts]),
+            [t for part in parts for t in part.towns],
+            np.concatenate([part.seeds for part in parts]),
+        )
+
     def category_counts(self, gated_only: bool = False) -> dict[str, int]:
         return dict(
             Counter(c for c, g in zip(self.categories, self.gated, strict=True) if g or not gated_only)
@@ -178,6 +196,7 @@ def generate_windows(
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     labels: str = "camera",
+    keep_categories: Collection[str] = (),
 ) -> VlmWindows:
     """Drive the scripted follower through random towns/scenarios/seeds and cut `count` windows.
 
@@ -187,7 +206,9 @@ def generate_windows(
     Episode i uses seed `seed * 100_000 + i`. `labels`: "camera" counts only the actors the camera shows
     (gate and risk); "path" as camera, but the risk only of actors in or entering the ego's path (a person
     on the sidewalk is clear road); "field_of_view" any actor in the field of view, hidden or not (labels
-    before these were restricted, kept to reproduce models trained on them).
+    before these were restricted, kept to reproduce models trained on them). Windows of a category in
+    `keep_categories` are kept at every step (while that kind of window is still wanted): rare moments,
+    such as a pedestrian in the path, then make up more of the set.
     """
     if count < 1:
         raise ValueError(f"count: expected at least 1 window, got {count}")
@@ -205,6 +226,11 @@ def generate_windows(
         )
     if labels not in LABEL_KINDS:
         raise ValueError(f"labels: expected one of {LABEL_KINDS}, got {labels!r}")
+    for category in keep_categories:
+        if category not in RISK_CATEGORIES:
+            raise ValueError(
+                f"keep_categories: unknown category {category!r}; allowed: {', '.join(RISK_CATEGORIES)}"
+            )
     towns = _check_names("towns", towns, list(TOWNS))
     scenarios = _check_names("scenarios", scenarios or list(URBAN_SCENARIOS), list(SCENARIOS))
     densities = _check_names("densities", densities, [d.value for d in Density])
@@ -253,15 +279,19 @@ def generate_windows(
                     seen = seen_actor_ids(renderer, state) if labels != "field_of_view" else None
                     gate = is_gated(state, seen=seen)
                     wanted = have_gated < need_gated if gate else have_other < need_other
-                    if wanted and rng.random() < accept_probability:
+                    take = False
+                    if wanted:
+                        path = PATH_HALF_WIDTH_M if labels == "path" else None
+                        risk = describe_risk(state, seen=seen, path_half_width_m=path)
+                        # Drawn only for windows not kept anyway: sets without keep_categories reproduce.
+                        take = risk.category in keep_categories or rng.random() < accept_probability
+                    if take:
                         rows = []
                         for past in states:
                             if past.step not in rendered:
                                 rendered[past.step] = len(frames)
                                 frames.append(shrink_frame(renderer.render(past), frame_size))
                             rows.append(rendered[past.step])
-                        path = PATH_HALF_WIDTH_M if labels == "path" else None
-                        risk = describe_risk(state, seen=seen, path_half_width_m=path)
                         index.append(rows)
                         descriptions.append(risk.description)
                         categories.append(risk.category)

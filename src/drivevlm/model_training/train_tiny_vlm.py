@@ -351,14 +351,15 @@ def train_tiny_vlm(
     init: str | Path | None = None,
     flip: bool = False,
     labels: str = "camera",
+    keep_categories: Sequence[str] = (),
     log: Callable[[str], None] | None = print,
     log_every: int = 50,
 ) -> dict[str, Any]:
     """Train for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
 
     `windows` supplies the training data; None generates `train_windows` fresh windows from the env
-    (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all; `labels` as in
-    `generate_windows`) at the model's frame size.
+    (grid town; `scenarios` drawn uniformly, a name given twice twice as often; None: all; `labels` and
+    `keep_categories` as in `generate_windows`) at the model's frame size.
     Categories are drawn with weights frequency ** -category_power. `init` continues from a saved model
     folder (its tokenizer, image processor and shape) instead of starting from scratch. `flip` mirrors half
     the windows left-right (every frame of a window alike): the descriptions never say left or right.
@@ -396,6 +397,7 @@ def train_tiny_vlm(
             frames_per_window=frames_per_window,
             frame_size=shape.frame_size,
             labels=labels,
+            keep_categories=keep_categories,
         )
     if windows.frames_per_window != frames_per_window:
         raise ValueError(
@@ -574,7 +576,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frame-size", type=int, default=DEFAULT_FRAME_SIZE, help="pixels the model sees")
     parser.add_argument("--vision-hidden", type=int, default=TinyVlmShape.vision_hidden, help="width")
     parser.add_argument("--vision-depth", type=int, default=TinyVlmShape.vision_depth, help="blocks")
-    parser.add_argument("--windows", type=Path, help="a VlmWindows .npz: read if it exists, else written")
+    parser.add_argument(
+        "--windows",
+        type=Path,
+        nargs="+",
+        help="a VlmWindows .npz: read if it exists, else written; several existing ones: trained on together",
+    )
+    parser.add_argument(
+        "--keep-categories",
+        default="",
+        help="comma-separated risk categories whose windows are kept at every step when generating",
+    )
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
     parser.add_argument(
@@ -586,18 +598,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     shape = (_saved_shape(args.init) if args.init else None) or TinyVlmShape(
         frame_size=args.frame_size, vision_hidden=args.vision_hidden, vision_depth=args.vision_depth
     )
+    keep_categories = [c for c in args.keep_categories.split(",") if c]
     windows = None
-    if args.windows is not None and args.windows.is_file():
-        windows = VlmWindows.load(args.windows)
-    elif args.windows is not None:
+    paths: list[Path] = args.windows or []
+    if len(paths) > 1 or (paths and paths[0].is_file()):
+        windows = VlmWindows.concatenate([VlmWindows.load(path) for path in paths])
+    elif paths:
         windows = generate_windows(
             args.train_windows,
             seed=args.seed,
             scenarios=scenarios,
             frame_size=shape.frame_size,
             labels=args.labels,
+            keep_categories=keep_categories,
         )
-        windows.save(args.windows)
+        windows.save(paths[0])
     summary = train_tiny_vlm(
         args.out,
         minutes=args.minutes,
@@ -614,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         init=args.init,
         flip=args.flip,
         labels=args.labels,
+        keep_categories=keep_categories,
     )
     print(json.dumps(summary, indent=2))
     if args.eval_windows:
