@@ -64,6 +64,17 @@ def test_export_yolo_writes_normalised_labels(tiny_data: Path, tmp_path: Path) -
     assert len(images) == 29 and len(labels) == 19
     rows = [line.split() for p in labels for line in p.read_text().splitlines()]
     assert rows and all(0 <= int(r[0]) < 4 and all(0.0 <= float(v) <= 1.0 for v in r[1:]) for r in rows)
+    # Another class list (a hazard detector's) is numbered in its own order; other boxes are left out.
+    data_yaml = export_yolo(tiny_data, tmp_path / "cars", classes=["car", "obstacle"])
+    assert data_yaml.read_text().endswith("names:\n  0: car\n  1: obstacle\n")
+    cars = [
+        line.split()
+        for p in (tmp_path / "cars" / "labels" / "val").glob("*.txt")
+        for line in p.read_text().splitlines()
+    ]
+    assert cars and {r[0] for r in cars} == {"0"} and len(cars) < len(rows)
+    with pytest.raises(ValueError, match="classes: 'unicorn'"):
+        export_yolo(tiny_data, tmp_path / "bad", classes=["unicorn"])
 
 
 @pytest.mark.yolo

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,15 +256,22 @@ def train_detector(
     return summary
 
 
-def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = MIN_VISIBLE) -> Path:
+def export_yolo(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    min_visible: float = MIN_VISIBLE,
+    classes: Sequence[str] = CLASSES,
+) -> Path:
     """Write the data set's front frames and boxes in YOLO format; returns the path of its data.yaml.
 
     ``out_dir/images/{train,val}/*.png``, ``out_dir/labels/{train,val}/*.txt`` (class cx cy w h, normalised),
-    with the held-out towns as `val`. Train a YOLOv8n on it with the `yolo` extra:
+    with the held-out towns as `val`; `classes` (as `DetectorTrainConfig.classes`, the hazard classes too)
+    are numbered in the order given. Train a YOLOv8n on it with the `yolo` extra:
     ``YOLO("yolov8n.yaml").train(data=<data.yaml>, imgsz=<frame size>)``.
     """
     from PIL import Image
 
+    classes = check_class_names(classes, "classes")
     root = Path(out_dir)
     for split, yolo_split in (("train", "train"), ("heldout", "val")):
         for _, front, records in iter_shards(data_dir, split):
@@ -274,17 +282,17 @@ def export_yolo(data_dir: str | Path, out_dir: str | Path, min_visible: float = 
                 height, width = image.shape[:2]
                 lines = []
                 for gt in record["boxes"]:
-                    if gt["visible"] < min_visible or gt["label"] not in CLASSES:
+                    if gt["visible"] < min_visible or gt["label"] not in classes:
                         continue
                     x1, y1, x2, y2 = gt["box"]
                     centre = (0.5 * (x1 + x2) / width, 0.5 * (y1 + y2) / height)
                     extent = ((x2 - x1) / width, (y2 - y1) / height)
                     lines.append(
-                        f"{CLASSES.index(gt['label'])} {centre[0]:.6f} {centre[1]:.6f} "
+                        f"{classes.index(gt['label'])} {centre[0]:.6f} {centre[1]:.6f} "
                         f"{extent[0]:.6f} {extent[1]:.6f}\n"
                     )
                 write_atomic(root / "labels" / yolo_split / f"{name}.txt", "".join(lines).encode())
-    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
+    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(classes))
     data_yaml = root / "data.yaml"
     text = f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}"
     write_atomic(data_yaml, text.encode())
