@@ -465,6 +465,7 @@ def train_tiny_vlm(
         "init": None if init is None else str(init),
         "flip": flip,
         "labels": labels,
+        "keep_categories": list(keep_categories),
         "threads": threads,
         "windows": len(windows),
         "gated_windows": int(windows.gated.sum()),
