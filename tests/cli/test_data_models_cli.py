@@ -46,6 +46,21 @@ def test_generate_refuses_an_existing_data_set(tiny_set: tuple[Path, dict]) -> N
     assert result.exit_code == 2 and "already holds a data set" in result.output
 
 
+def test_merge_joins_two_sets_and_names_what_is_wrong(tiny_set: tuple[Path, dict], tmp_path: Path) -> None:
+    out, summary = tiny_set
+    other = tmp_path / "other"
+    args = ["data", "generate", "--out", str(other), "--frames", "12", "--size", "64", "--seed", "4"]
+    assert runner.invoke(app, [*args, "--max-episode-steps", "12", "--towns", "grid"]).exit_code == 0
+    result = runner.invoke(
+        app, ["data", "merge", "--out", str(tmp_path / "both"), str(out), str(other), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    merged = last_json(result.stdout)
+    assert merged["frames"] == summary["frames"] + len(load_split(other, "train"))
+    result = runner.invoke(app, ["data", "merge", "--out", str(tmp_path / "again"), str(out), str(out)])
+    assert result.exit_code == 2 and "error: merge:" in result.output and "more than one set" in result.output
+
+
 def test_generate_rejects_bad_frames(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "d"), "--frames", "0"])
     assert result.exit_code == 2 and "frames" in result.output

@@ -1,9 +1,9 @@
-"""`drivevlm data generate`: drive the simulator and store the bundled models' training data."""
+"""`drivevlm data generate|merge`: drive the simulator and store the bundled models' training data."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -57,7 +57,27 @@ def generate(
         )
     except ValueError as error:
         fail("generate", str(error))
-    result = {
+    emit(_summary(out, manifest), as_json)
+
+
+@app.command("merge")
+def merge(
+    out: Annotated[Path, typer.Option(help="Output folder for the merged data set.")],
+    sources: Annotated[list[Path], typer.Argument(help="Two or more data sets made by `data generate`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One data set from several (e.g. town frames and the highway's hazards, for one detector)."""
+    from drivevlm.data.merge import merge_datasets
+
+    try:
+        manifest = merge_datasets(out, sources)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        fail("merge", str(error))
+    emit(_summary(out, manifest), as_json)
+
+
+def _summary(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
         "out": str(out),
         "frames": manifest["frames"],
         "train_frames": manifest["splits"]["train"]["frames"],
@@ -66,4 +86,3 @@ def generate(
         "size": manifest["size"],
         "seconds": manifest["seconds"],
     }
-    emit(result, as_json)
