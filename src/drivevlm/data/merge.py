@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ def merge_datasets(out_dir: str | Path, sources: Sequence[str | Path]) -> dict[s
         if len(values) > 1:
             found = ", ".join(f"{source}: {m.get(key)}" for source, m in zip(sources, manifests, strict=True))
             raise ValueError(f"sources: their {key} differs ({found}); generate them alike")
-    names = [e["episode"] for m in manifests for e in m["episodes"]]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(e["episode"] for m in manifests for e in m["episodes"])
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     if repeated:
         raise ValueError(f"sources: episodes {repeated[:5]} appear in more than one set (same town and seed)")
 
