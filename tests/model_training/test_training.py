@@ -77,6 +77,21 @@ def test_export_yolo_writes_normalised_labels(tiny_data: Path, tmp_path: Path) -
         export_yolo(tiny_data, tmp_path / "bad", classes=["unicorn"])
 
 
+def test_export_yolo_reads_data_labels_as_class_names(tmp_path: Path) -> None:
+    # The data stores a triangle's label as "warning_triangle"; the class is "warning triangle".
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "dataset.json").write_text(json.dumps({"format_version": 1, "frames": 1}))
+    frame = np.zeros((1, 32, 32, 3), np.uint8)
+    np.savez(data / "train" / "shard_00000.npz", bev=frame, front=frame)
+    boxes = [{"label": "warning_triangle", "visible": 1.0, "box": [8, 8, 16, 16]}]
+    record = {"shard": "shard_00000", "index": 0, "boxes": boxes}
+    (data / "train" / "shard_00000.jsonl").write_text(json.dumps(record) + "\n")
+    export_yolo(data, tmp_path / "yolo", classes=["car", "warning triangle"])
+    label = (tmp_path / "yolo" / "labels" / "train" / "shard_00000_0000.txt").read_text().split()
+    assert label == ["1", "0.375000", "0.375000", "0.250000", "0.250000"]
+
+
 @pytest.mark.yolo
 def test_yolo_trains_on_the_export(tiny_data: Path, tmp_path: Path) -> None:
     ultralytics = pytest.importorskip("ultralytics")

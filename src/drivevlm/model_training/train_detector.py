@@ -282,13 +282,15 @@ def export_yolo(
                 height, width = image.shape[:2]
                 lines = []
                 for gt in record["boxes"]:
-                    if gt["visible"] < min_visible or gt["label"] not in classes:
+                    # As in `targets`: the data's "warning_triangle" is the class "warning triangle".
+                    label = canonical_class(gt["label"])
+                    if gt["visible"] < min_visible or label not in classes:
                         continue
                     x1, y1, x2, y2 = gt["box"]
                     centre = (0.5 * (x1 + x2) / width, 0.5 * (y1 + y2) / height)
                     extent = ((x2 - x1) / width, (y2 - y1) / height)
                     lines.append(
-                        f"{classes.index(gt['label'])} {centre[0]:.6f} {centre[1]:.6f} "
+                        f"{classes.index(label)} {centre[0]:.6f} {centre[1]:.6f} "
                         f"{extent[0]:.6f} {extent[1]:.6f}\n"
                     )
                 write_atomic(root / "labels" / yolo_split / f"{name}.txt", "".join(lines).encode())
