@@ -82,6 +82,10 @@ def test_train_then_eval_clip_and_detector(tiny_set: tuple[Path, dict], tmp_path
     assert detector.threshold == 0.25 and detector.classes[-2:] == ("obstacle", "warning triangle")
     wrong = runner.invoke(app, [*args, "--detector-classes", "person,debris"])
     assert wrong.exit_code == 2 and "--detector-classes: 'debris' is not a COCO class name" in wrong.output
+    twice = runner.invoke(app, [*args, "--detector-classes", "person,car,person"])
+    assert (
+        twice.exit_code == 2 and "--detector-classes: need one or more distinct class names" in twice.output
+    )
     evaluated = runner.invoke(
         app,
         ["models", "eval", "--data", str(data), "--root", str(out), "--models", "clip,detector", "--json"],

@@ -136,8 +136,7 @@ def train(
     """
     from drivevlm.model_training.bundle import train_models
     from drivevlm.model_training.train_aligned_clip import ClipTrainConfig
-    from drivevlm.model_training.train_detector import DetectorTrainConfig
-    from drivevlm.models.detectors.coco import check_class_names
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, check_detector_classes
 
     names = parse_models(models)
     summary: dict[str, Any] = {"out": str(out)}
@@ -146,12 +145,14 @@ def train(
         if data is None:
             fail("--data", "clip and detector train on a data set; pass --data")
         clip_config = ClipTrainConfig(epochs=clip_epochs, limit=clip_limit or None)
-        classes = [c.strip() for c in detector_classes.split(",") if c.strip()] if detector_classes else None
-        if classes is not None:
+        classes = None
+        if detector_classes is not None:
             try:
-                classes = list(check_class_names(classes, "class"))
+                classes = check_detector_classes(
+                    [c.strip() for c in detector_classes.split(",") if c.strip()]
+                )
             except ValueError as error:
-                fail("--detector-classes", str(error).removeprefix("class: "))
+                fail("--detector-classes", str(error).removeprefix("classes: "))
         detector_config = DetectorTrainConfig(
             epochs=detector_epochs,
             limit=detector_limit,
@@ -162,7 +163,7 @@ def train(
             flip_test=detector_flip_test,
             init=detector_init,
             pin_threshold=detector_pin_threshold,
-            **({"classes": tuple(classes)} if classes else {}),
+            **({"classes": classes} if classes else {}),
         )
         summary.update(
             train_models(

@@ -53,6 +53,14 @@ class DetectorTrainConfig:
     classes: tuple[str, ...] = CLASSES
 
 
+def check_detector_classes(names: Sequence[str]) -> tuple[str, ...]:
+    """Canonical names of what a detector is to learn: at least one, each once, COCO or a hazard class."""
+    classes = check_class_names(names, "classes")
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes: need one or more distinct class names, got {list(names)}")
+    return classes
+
+
 def validation_episodes(records: list[dict[str, Any]], every: int) -> set[str]:
     """Every `every`-th episode of the split in order of appearance (none when `every` is 0)."""
     if every <= 0:
@@ -163,9 +171,7 @@ def train_detector(
         raise ValueError(f"vru_boost, val_every: need > 0 and >= 0, got {cfg.vru_boost}, {cfg.val_every}")
     if cfg.pin_threshold is not None and not 0.0 <= cfg.pin_threshold <= 1.0:
         raise ValueError(f"pin_threshold: must lie in [0, 1], got {cfg.pin_threshold}")
-    classes = check_class_names(cfg.classes, "classes")
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes: need distinct class names, got {list(cfg.classes)}")
+    classes = check_detector_classes(cfg.classes)
     set_seed_and_threads(cfg.seed, cfg.threads)
     started = time.perf_counter()
     frames = load_split(data_dir, "train", cfg.limit)
