@@ -277,7 +277,7 @@ def export_yolo(
     """
     from PIL import Image
 
-    classes = check_class_names(classes, "classes")
+    classes = check_detector_classes(classes)
     root = Path(out_dir)
     for split, yolo_split in (("train", "train"), ("heldout", "val")):
         for _, front, records in iter_shards(data_dir, split):
