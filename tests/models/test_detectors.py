@@ -104,8 +104,23 @@ def test_rtdetr_detects_on_real_image_arrays(rtdetr_open: Detector) -> None:
     assert isinstance(rtdetr_open, Detector)
     assert_well_formed(found, images)
     assert all(len(detections) > 0 for detections in found)
-    assert rtdetr_open.detect(images[0]) == found[:1]
-    assert rtdetr_open.detect(list(images[1:])) == found[1:]
+    assert_same_detections(rtdetr_open.detect(images[0]), found[:1])
+    assert_same_detections(rtdetr_open.detect(list(images[1:])), found[1:])
+
+
+def assert_same_detections(got: list[list[Detection]], want: list[list[Detection]], top: int = 10) -> None:
+    """The strongest detections of each image agree in label, box and score up to float noise: a batch
+    and a single image take different kernels on some CPUs, which reorders near-equal scores."""
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        for first, second in ((a, b), (b, a)):
+            for detection in first[:top]:
+                assert any(
+                    other.label == detection.label
+                    and other.score == pytest.approx(detection.score, abs=1e-4)
+                    and other.box == pytest.approx(detection.box, abs=0.5)
+                    for other in second
+                ), f"{detection} has no match"
 
 
 def test_rtdetr_threshold_and_classes(tiny_rtdetr_dir: Path, rtdetr_open: Detector) -> None:
