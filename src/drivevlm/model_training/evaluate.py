@@ -139,17 +139,25 @@ def _detector_outputs(
     return detector.config, pairs
 
 
+def _precision(true_positives: int, false_positives: int) -> float:
+    return round(true_positives / max(true_positives + false_positives, 1), 4)
+
+
 def _score_detections(
     pairs: list[tuple[list[Any], dict[str, Any]]], keep_at: float, classes: Sequence[str] = CLASSES
 ) -> dict[str, Any]:
-    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < MIN_VISIBLE) count as neither."""
-    per_class: dict[str, dict[str, Any]] = {c: {"scores": [], "hits": [], "positives": 0} for c in classes}
-    vru_total = vru_found = 0
-    kept_tp = {"all": 0, "vru": 0}
-    kept_fp = {"all": 0, "vru": 0}
+    """Greedy matching per class at IoU 0.5; boxes mostly hidden (visible < MIN_VISIBLE) count as neither.
+
+    Recall and precision are also reported per class (`per_class`): the card's bars hold for each class a
+    gate may name, hazards included, not only for pedestrians and cyclists pooled."""
+    counts = ("positives", "within_30m", "found_30m", "kept_tp", "kept_fp")
+    per_class: dict[str, dict[str, Any]] = {
+        c: {"scores": [], "hits": [], **dict.fromkeys(counts, 0)} for c in classes
+    }
     for detections, record in pairs:
         gts = record["boxes"]
         for cls in classes:
+            tally = per_class[cls]
             mine = [g for g in gts if canonical_class(g["label"]) == cls]
             boxes = np.array([g["box"] for g in mine], dtype=float).reshape(-1, 4)
             countable = np.array([g["visible"] >= MIN_VISIBLE for g in mine], dtype=bool)
@@ -157,12 +165,15 @@ def _score_detections(
                 [g["distance_m"] <= VRU_RANGE_M and g["visible"] >= MIN_VISIBLE_FOR_RECALL for g in mine],
                 dtype=bool,
             )
-            per_class[cls]["positives"] += int(countable.sum())
+            tally["positives"] += int(countable.sum())
             used = np.zeros(len(mine), dtype=bool)
+            strong = np.zeros(len(mine), dtype=bool)
             for det in sorted((d for d in detections if d.label == cls), key=lambda d: -d.score):
                 hit = ignored = False
                 if len(mine):
                     iou = _iou(np.array(det.box), boxes)
+                    if det.score >= keep_at:
+                        strong |= iou >= IOU_MATCH
                     iou[used] = 0.0
                     best = int(np.argmax(iou))
                     if iou[best] >= IOU_MATCH:
@@ -170,31 +181,38 @@ def _score_detections(
                         hit, ignored = bool(countable[best]), not countable[best]
                 if ignored:
                     continue
-                per_class[cls]["scores"].append(det.score)
-                per_class[cls]["hits"].append(hit)
+                tally["scores"].append(det.score)
+                tally["hits"].append(hit)
                 if det.score >= keep_at:
-                    for group in ("all", "vru") if cls in VRU_LABELS else ("all",):
-                        kept_tp[group] += hit
-                        kept_fp[group] += not hit
-            if cls in VRU_LABELS:
-                vru_total += int(recall_set.sum())
-                strong = np.zeros(len(mine), dtype=bool)
-                for det in detections:
-                    if det.label == cls and det.score >= keep_at and len(mine):
-                        iou = _iou(np.array(det.box), boxes)
-                        strong |= iou >= IOU_MATCH
-                vru_found += int((strong & recall_set).sum())
+                    tally["kept_tp" if hit else "kept_fp"] += 1
+            tally["within_30m"] += int(recall_set.sum())
+            tally["found_30m"] += int((strong & recall_set).sum())
     ap = {c: _average_precision(v["scores"], v["hits"], v["positives"]) for c, v in per_class.items()}
     valid = [v for v in ap.values() if np.isfinite(v)]
+
+    def summed(key: str, group: Collection[str]) -> int:
+        return sum(v[key] for c, v in per_class.items() if c in group)
+
+    vru = [c for c in classes if c in VRU_LABELS]
+    vru_total = summed("within_30m", vru)
     result = {
         "frames": len(pairs),
         "threshold": keep_at,
         "ap50": {c: round(v, 4) for c, v in ap.items()},
         "map50": round(float(np.mean(valid)), 4) if valid else float("nan"),
         "vru_within_30m": vru_total,
-        "vru_recall_30m": round(vru_found / max(vru_total, 1), 4),
-        "precision": round(kept_tp["all"] / max(kept_tp["all"] + kept_fp["all"], 1), 4),
-        "vru_precision": round(kept_tp["vru"] / max(kept_tp["vru"] + kept_fp["vru"], 1), 4),
+        "vru_recall_30m": round(summed("found_30m", vru) / max(vru_total, 1), 4),
+        "precision": _precision(summed("kept_tp", classes), summed("kept_fp", classes)),
+        "vru_precision": _precision(summed("kept_tp", vru), summed("kept_fp", vru)),
+        "per_class": {
+            c: {
+                "within_30m": v["within_30m"],
+                "recall_30m": round(v["found_30m"] / max(v["within_30m"], 1), 4),
+                "detections": v["kept_tp"] + v["kept_fp"],
+                "precision": _precision(v["kept_tp"], v["kept_fp"]),
+            }
+            for c, v in per_class.items()
+        },
     }
     result["meets_bar"] = bool(
         result["vru_recall_30m"] >= VRU_RECALL_BAR and result["vru_precision"] >= PRECISION_BAR
