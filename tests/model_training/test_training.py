@@ -244,6 +244,7 @@ def test_a_detector_extended_by_motorway_hazard_classes(tmp_path: Path) -> None:
     ("changes", "message"),
     [
         ({"vru_boost": 0.0}, "vru_boost"),
+        ({"hazard_boost": -1.0}, "hazard_boost"),
         ({"val_every": -1}, "val_every"),
         ({"pin_threshold": 1.5}, "pin_threshold"),
     ],
@@ -255,6 +256,27 @@ def test_detector_training_rejects_bad_options(
 
     with pytest.raises(ValueError, match=message):
         train_detector(tiny_data, tmp_path, DetectorTrainConfig(epochs=1, **changes))
+
+
+def test_frames_with_near_people_or_learnt_hazards_are_drawn_more_often() -> None:
+    from drivevlm.model_training.train_detector import DetectorTrainConfig, draw_weights
+
+    def frame(*boxes: tuple[str, float, float]) -> dict[str, Any]:
+        return {"boxes": [{"label": lb, "distance_m": d, "visible": v} for lb, d, v in boxes]}
+
+    records = [
+        frame(("car", 10.0, 1.0)),
+        frame(("person", 12.0, 1.0)),
+        frame(("person", 45.0, 1.0)),  # too far to count as near
+        frame(("warning_triangle", 70.0, 1.0)),  # hazards count at any distance
+        frame(("obstacle", 20.0, 0.1)),  # mostly hidden: not counted
+        frame(("person", 5.0, 1.0), ("obstacle", 40.0, 1.0)),
+    ]
+    config = DetectorTrainConfig(vru_boost=2.0, hazard_boost=3.0)
+    hazard_detector = ("person", "car", "obstacle", "warning triangle")
+    assert draw_weights(records, config, hazard_detector).tolist() == [1.0, 2.0, 1.0, 3.0, 1.0, 6.0]
+    # A detector that does not learn the hazards treats their frames as any other.
+    assert draw_weights(records, config, ("person", "car")).tolist() == [1.0, 2.0, 1.0, 1.0, 1.0, 2.0]
 
 
 def test_detector_warm_start_from_a_missing_folder_names_it(tiny_data: Path, tmp_path: Path) -> None:

@@ -79,6 +79,10 @@ def train(
         float,
         typer.Option(help="Draw frames with a pedestrian / cyclist within 30 m this many times as often."),
     ] = 1.0,
+    detector_hazard_boost: Annotated[
+        float,
+        typer.Option(help="Draw frames with an obstacle or warning triangle this many times as often."),
+    ] = 1.0,
     detector_val_every: Annotated[
         int, typer.Option(help="Keep every n-th training-town episode out to choose the threshold; 0: none.")
     ] = 0,
@@ -158,6 +162,7 @@ def train(
             limit=detector_limit,
             lr=detector_lr,
             vru_boost=detector_vru_boost,
+            hazard_boost=detector_hazard_boost,
             val_every=detector_val_every,
             stride=detector_stride,
             flip_test=detector_flip_test,

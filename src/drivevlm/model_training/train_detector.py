@@ -2,7 +2,8 @@
 
 Boxes mostly hidden behind nearer actors (visible share below `MIN_VISIBLE`) are neither positives nor
 negatives: their heatmap cells are left out of the loss. Frames are flipped left-right at random.
-Frames with a pedestrian or cyclist within 30 m are drawn `vru_boost` times as often as others. A share
+Frames with a pedestrian or cyclist within 30 m are drawn `vru_boost` times as often as others, frames with
+a motorway hazard the detector learns (an obstacle, a warning triangle) `hazard_boost` times. A share
 of the training town's episodes (`val_every`: every n-th episode) is kept out of training and used to
 choose the score threshold, so held-out towns are never used for tuning.
 Also here: `export_yolo`, the same data in YOLO format for the optional ultralytics extra.
@@ -25,7 +26,7 @@ from drivevlm.atomic import write_atomic
 from drivevlm.data.boxes import MIN_VISIBLE, VRU_LABELS
 from drivevlm.data.dataset import iter_shards, load_split
 from drivevlm.model_training.common import save_weights, set_seed_and_threads, write_json
-from drivevlm.models.detectors.coco import canonical_class, check_class_names
+from drivevlm.models.detectors.coco import HAZARD_CLASSES, canonical_class, check_class_names
 from drivevlm.models.detectors.tiny import CLASSES, TinyCenterNet
 
 
@@ -43,6 +44,8 @@ class DetectorTrainConfig:
     threads: int | None = None
     limit: int | None = 3000
     vru_boost: float = 1.0
+    # Motorway hazards are rare in driving data (a few boxes in a hundred frames): drawn this much more often.
+    hazard_boost: float = 1.0
     val_every: int = 0
     init: str | None = None
     # The operating point to ship (e.g. the gate threshold the presets run at); the validation
@@ -74,6 +77,20 @@ def _has_near_vru(record: dict[str, Any]) -> bool:
         g["label"] in VRU_LABELS and g["distance_m"] <= 30.0 and g["visible"] >= MIN_VISIBLE
         for g in record["boxes"]
     )
+
+
+def _has_hazard(record: dict[str, Any], learnt: frozenset[str]) -> bool:
+    return any(canonical_class(g["label"]) in learnt and g["visible"] >= MIN_VISIBLE for g in record["boxes"])
+
+
+def draw_weights(
+    records: list[dict[str, Any]], cfg: DetectorTrainConfig, classes: tuple[str, ...]
+) -> np.ndarray:
+    """How often each frame is drawn, relative to a frame with neither a near VRU nor a hazard."""
+    hazards = frozenset(classes) & frozenset(HAZARD_CLASSES)
+    vru = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
+    hazard = np.array([cfg.hazard_boost if _has_hazard(r, hazards) else 1.0 for r in records])
+    return vru * hazard
 
 
 def targets(
@@ -167,8 +184,11 @@ def train_detector(
     cfg = config or DetectorTrainConfig()
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs, batch_size: must be positive, got {cfg.epochs}, {cfg.batch_size}")
-    if cfg.vru_boost <= 0 or cfg.val_every < 0:
-        raise ValueError(f"vru_boost, val_every: need > 0 and >= 0, got {cfg.vru_boost}, {cfg.val_every}")
+    if cfg.vru_boost <= 0 or cfg.hazard_boost <= 0 or cfg.val_every < 0:
+        raise ValueError(
+            "vru_boost, hazard_boost, val_every: need > 0, > 0 and >= 0, got "
+            f"{cfg.vru_boost}, {cfg.hazard_boost}, {cfg.val_every}"
+        )
     if cfg.pin_threshold is not None and not 0.0 <= cfg.pin_threshold <= 1.0:
         raise ValueError(f"pin_threshold: must lie in [0, 1], got {cfg.pin_threshold}")
     classes = check_detector_classes(cfg.classes)
@@ -196,7 +216,7 @@ def train_detector(
         net.load_state_dict(shared, strict=False)
         kept = _carry_class_heads(net, start, tuple(start_config["classes"]), classes)
         log(f"tiny detector: {len(shared)} of {len(own)} tensors taken from {cfg.init}; class heads {kept}")
-    weight = np.array([cfg.vru_boost if _has_near_vru(r) else 1.0 for r in records])
+    weight = draw_weights(records, cfg, classes)
     draw = weight / weight.sum()
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -209,7 +229,7 @@ def train_detector(
         net.train()
         order = (
             rng.choice(len(images), size=len(images), p=draw)
-            if cfg.vru_boost != 1.0
+            if cfg.vru_boost != 1.0 or cfg.hazard_boost != 1.0
             else (rng.permutation(len(images)))
         )
         total = 0.0
