@@ -41,6 +41,21 @@ def test_crossing_pedestrian_close_ahead() -> None:
     assert category_of_description(risk.description) == "pedestrian_near"
 
 
+def test_motorway_hazards_are_obstacles_ranked_after_people_and_before_cars() -> None:
+    debris = _actor(ActorKind.OBSTACLE, 10.0, 0.0, speed=0.0, name="debris")
+    triangle = _actor(ActorKind.WARNING_TRIANGLE, 30.0, 0.0, speed=0.0, name="triangle")
+    car = _actor(ActorKind.CAR, 8.0, 0.0, speed=0.0, name="car")
+    person = _actor(ActorKind.PEDESTRIAN, 12.0, 1.0, speed=0.0, name="person")
+    risk = describe_risk(_state(debris, car))
+    assert (risk.category, risk.actor_id) == ("obstacle_near", "debris")
+    assert risk.description == "Debris is lying on the road close ahead."
+    assert category_of_description(risk.description) == "obstacle_near"
+    assert describe_risk(_state(debris, person)).actor_id == "person"
+    far = describe_risk(_state(triangle))
+    assert far.description == "A warning triangle stands on the road in the distance."
+    assert category_of_description(far.description) == far.category == "obstacle_far"
+
+
 def test_path_labels_count_only_actors_in_or_entering_the_path() -> None:
     # On the right sidewalk (4 m aside) walking along the road: visible, but no risk to the path.
     along = _actor(ActorKind.PEDESTRIAN, 8.0, -4.0, yaw=0.0, speed=1.4, name="along")
@@ -89,6 +104,8 @@ def test_near_band_wins_and_vulnerable_users_outrank_cars() -> None:
         ("The road ahead is clear with no obstacles.", "none"),
         ("I cannot help with that.", "none"),
         ("A motorcyclist is in the distance.", "cyclist_far"),
+        ("Lost cargo blocks the right lane just ahead.", "obstacle_near"),
+        ("A warning triangle stands on the road in the distance.", "obstacle_far"),
     ],
 )
 def test_category_of_free_text(text: str, category: str) -> None:

@@ -2,9 +2,10 @@
 
 This is what a perfect dynamic-pathway VLM would say about the front camera's view. It labels the
 training data of the bundled small models and scores any VLM's answers (`category_of_description`).
-Categories: none, or the most relevant actor's kind (vehicle / pedestrian / cyclist) and whether it
-is near or far. With `path_half_width_m`, only actors in the ego's path or about to enter it count: a
-person on the sidewalk walking along the road is no risk, and the answer is the clear-road sentence.
+Categories: none, or the most relevant actor's kind (vehicle / pedestrian / cyclist / obstacle: debris
+or a warning triangle on a motorway) and whether it is near or far. With `path_half_width_m`, only actors
+in the ego's path or about to enter it count: a person on the sidewalk walking along the road is no risk,
+and the answer is the clear-road sentence.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HALF_FOV_DEG = 45.0
 PATH_HALF_WIDTH_M = 2.5
 PATH_HORIZON_S = 2.0
 
-RISK_KINDS = ("vehicle", "pedestrian", "cyclist")
+RISK_KINDS = ("vehicle", "pedestrian", "cyclist", "obstacle")
 RISK_CATEGORIES = ("none", *(f"{kind}_{band}" for kind in RISK_KINDS for band in ("near", "far")))
 
 _KIND_OF_ACTOR = {
@@ -35,9 +36,12 @@ _KIND_OF_ACTOR = {
     ActorKind.PEDESTRIAN: "pedestrian",
     ActorKind.BICYCLE: "cyclist",
     ActorKind.MOTORCYCLE: "cyclist",
+    ActorKind.OBSTACLE: "obstacle",
+    ActorKind.WARNING_TRIANGLE: "obstacle",
 }
-# Vulnerable road users outrank vehicles at the same band: they are what the dynamic pathway is for.
-_PRIORITY = {"pedestrian": 0, "cyclist": 1, "vehicle": 2}
+# Vulnerable road users outrank vehicles at the same band: they are what the dynamic pathway is for; an
+# object lying in the lane comes next (it does not move out of the way).
+_PRIORITY = {"pedestrian": 0, "cyclist": 1, "obstacle": 2, "vehicle": 3}
 
 CLEAR_DESCRIPTION = "The road ahead is clear with no obstacles."
 
@@ -75,6 +79,11 @@ _PHRASES = {
     ("vehicle", "still"): "A car is stopped on the road",
     ("vehicle", "same"): "A car is driving in the lane",
     ("vehicle", "oncoming"): "A car is coming towards the car",
+}
+# Objects on the road never move: their sentence says what they are.
+_HAZARD_PHRASES = {
+    ActorKind.OBSTACLE: "Debris is lying on the road",
+    ActorKind.WARNING_TRIANGLE: "A warning triangle stands on the road",
 }
 
 
@@ -122,10 +131,7 @@ def describe_risk(
         visible &= in_or_entering_path(state, path_half_width_m)
     best: tuple[int, float, int] | None = None
     for index in np.flatnonzero(visible):
-        kind = _KIND_OF_ACTOR.get(state.actors[index].kind)
-        if kind is None:
-            continue  # a motorway obstacle: not in the small VLM's vocabulary yet
-        key = (int(distance[index] >= near_m), _PRIORITY[kind], index)
+        key = (int(distance[index] >= near_m), _PRIORITY[_KIND_OF_ACTOR[state.actors[index].kind]], index)
         if (
             best is None
             or key[:2] < best[:2]
@@ -138,7 +144,8 @@ def describe_risk(
     kind = _KIND_OF_ACTOR[actor.kind]
     band = "near" if best[0] == 0 else "far"
     place = "close ahead" if band == "near" else "in the distance"
-    sentence = f"{_PHRASES[(kind, _motion(actor, ego.yaw))]} {place}."
+    phrase = _HAZARD_PHRASES.get(actor.kind) or _PHRASES[(kind, _motion(actor, ego.yaw))]
+    sentence = f"{phrase} {place}."
     return Risk(f"{kind}_{band}", sentence, actor.id, float(distance[best[2]]))
 
 
@@ -146,6 +153,7 @@ _KIND_WORDS = {
     "pedestrian": ("pedestrian", "person", "people", "walker", "child"),
     "cyclist": ("cyclist", "bicycle", "bike", "rider", "motorcycl", "scooter"),
     "vehicle": ("car", "vehicle", "truck", "bus", "van"),
+    "obstacle": ("debris", "warning triangle", "cargo", "crate", "object on the road", "object in the lane"),
 }
 _NEAR_WORDS = ("close", "near", "just ahead", "immediately", "right in front", "stepping", "imminent")
 _FAR_WORDS = ("distance", "far", "further ahead", "down the road")
@@ -155,11 +163,14 @@ _CLEAR_WORDS = ("clear", "no obstacle", "nothing", "empty")
 def category_of_description(text: str) -> str:
     """Read a risk category back out of free text (ours or a real VLM's); unknown text reads as 'none'."""
     lowered = text.lower()
-    found = [(lowered.find(w), kind) for kind, words in _KIND_WORDS.items() for w in words if w in lowered]
+    found = [
+        (lowered.find(w), -len(w), kind) for kind, words in _KIND_WORDS.items() for w in words if w in lowered
+    ]
     if not found:
         return "none"
-    # "towards the car" names the ego, not a risk: the first kind mentioned wins.
-    kind = min(found)[1]
+    # "towards the car" names the ego, not a risk: the first kind mentioned wins, and of words that start
+    # at the same place the longest ("cargo", not "car").
+    kind = min(found)[2]
     if any(w in lowered for w in _FAR_WORDS):
         return f"{kind}_far"
     if any(w in lowered for w in _NEAR_WORDS):
