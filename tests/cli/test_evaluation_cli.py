@@ -216,5 +216,20 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
         "chen_sac/seed-2: trained 0 of 320 steps",
         "tirl_sac/seed-2: trained 0 of 320 steps",
     ]
+    # The tables rebuild from each run's small files alone (metrics.json beside eval/<suite>.json), e.g.
+    # from results gathered off other machines without their per-step logs.
+    names = ("table1_training.md", "table2_testing.md", "vru_collisions.md")
+    tables = {name: (out / name).read_text() for name in names}
+    logs = list(out.glob("runs/*/seed-*/**/*.jsonl"))
+    assert logs and all(
+        (out / "runs" / m / f"seed-{i}" / "metrics.json").is_file()
+        for m in ("chen_sac", "tirl_sac")
+        for i in (0, 1)
+    )
+    for path in logs:
+        path.unlink()
+    code, out_text, err = _run(*third)
+    assert code == 0, err + out_text
+    assert {name: (out / name).read_text() for name in names} == tables
     bad = _run("benchmark", "--methods", "no_such_method", "--out", tmp_path / "b2")
     assert bad[0] == 2 and "methods: unknown value 'no_such_method'" in bad[2]

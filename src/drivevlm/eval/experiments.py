@@ -7,6 +7,8 @@ Layout of a benchmark folder:
         training/episodes-rank<r>.jsonl   every training episode (EpisodeLog + the step it ended at)
         training/episodes.csv       the same as a per-episode curve log (TrainingCurveLog columns)
         eval/<suite>.json           the testing metrics, one file per suite
+        metrics.json                once finished: the training metrics and the VRU suites pooled, so
+                                    that the tables can be rebuilt without the per-step logs (*.jsonl)
     <out>/table1_training.md/.csv, table2_testing.md/.csv (or table3/table4 for no_collision_penalty) on
     the first suite, testing_<suite>.md/.csv on each other suite, vru_collisions.md/.csv (the VRU suites
     pooled),
@@ -53,6 +55,9 @@ class BenchmarkResult:
     seconds: float = 0.0
 
 
+RUN_METRICS_FILE = "metrics.json"
+
+
 def _vru_pooled(job: Job) -> dict[str, float] | None:
     """Testing metrics over the episodes of every VRU suite of the job; None until all are evaluated."""
     from drivevlm.eval.episode_log import load_episode_logs
@@ -66,11 +71,32 @@ def _vru_pooled(job: Job) -> dict[str, float] | None:
     return testing_metrics([log for s in suites for log in load_episode_logs(folder / f"{s}.episodes.jsonl")])
 
 
+def run_metrics(job: Job) -> dict[str, Any]:
+    """The training metrics and the VRU suites pooled: from the run's per-step logs while it has them (kept
+    in metrics.json once the job is finished), else from that file, e.g. after results from other machines
+    were gathered without their logs."""
+    from drivevlm.eval.evaluate import write_json_atomic
+    from drivevlm.eval.metrics import training_metrics
+
+    run = Path(job.run_dir)
+    kept = run / RUN_METRICS_FILE
+    episodes = [log for _, log in read_training_episodes(run)]
+    if not episodes and kept.is_file():
+        return dict(json.loads(kept.read_text()))
+    record = {
+        "training": training_metrics(episodes) if episodes else None,
+        "training_episodes": len(episodes),
+        "vru_pooled": _vru_pooled(job),
+    }
+    if job_finished(job):
+        write_json_atomic(kept, record)
+    return record
+
+
 def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> BenchmarkResult:
     """Tables (training, testing per suite, VRU collisions; mean ± std over seeds), curves and the runs
     summary from the jobs evaluated so far. A job is in `missing` until trained and evaluated on every
     suite; its rows appear once its first suite is evaluated."""
-    from drivevlm.eval.metrics import training_metrics
     from drivevlm.eval.report import TABLE1_COLUMNS as T1
     from drivevlm.eval.report import (
         TABLE2_COLUMNS,
@@ -109,18 +135,18 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
         }
         for suite, metrics in suites.items():
             testing[suite].setdefault(name, []).append(metrics)
-        pooled = _vru_pooled(job)
+        record = run_metrics(job)
+        pooled, trained = record["vru_pooled"], record["training"]
         if pooled is not None:
             vru.setdefault(name, []).append(pooled)
-        episodes = [log for _, log in read_training_episodes(run)]
-        trained = training_metrics(episodes) if episodes else None
         if trained is not None:
             training.setdefault(name, []).append(trained)
-            curves.setdefault(name, []).append(run / "training" / EPISODES_FILE)
+            if (run / "training" / EPISODES_FILE).is_file():
+                curves.setdefault(name, []).append(run / "training" / EPISODES_FILE)
         result.runs[key] = {
             "run_dir": job.run_dir,
             "training": trained,
-            "training_episodes": len(episodes),
+            "training_episodes": record["training_episodes"],
             "testing": suites[job.suites[0]],
             "suites": suites,
             "vru_pooled": pooled,
