@@ -12,6 +12,7 @@ import pytest
 from drivevlm.data.boxes import front_boxes
 from drivevlm.env import DriveEnv
 from drivevlm.models.base import Detector, ModelNotFoundError
+from drivevlm.models.detectors.coco import HAZARD_CLASSES
 from drivevlm.models.detectors.tiny import BUNDLED_DIR, CLASSES, TinyDetector
 from drivevlm.models.registry import make_detector
 from drivevlm.render import FrontCameraRenderer
@@ -27,7 +28,8 @@ def detector() -> TinyDetector:
 
 def test_bundled_weights_are_small_and_documented() -> None:
     assert (BUNDLED_DIR / "model.safetensors").stat().st_size < 5 * 2**20
-    assert json.loads((BUNDLED_DIR / "config.json").read_text())["classes"] == list(CLASSES)
+    # The COCO road users and the motorway hazards (obstacle, warning triangle).
+    assert json.loads((BUNDLED_DIR / "config.json").read_text())["classes"] == [*CLASSES, *HAZARD_CLASSES]
     assert "mAP@0.5" in (BUNDLED_DIR / "MODEL_CARD.md").read_text()
 
 
