@@ -69,7 +69,8 @@ def test_cli_trains_with_runner_and_annotator_actors_then_resumes(ray_local: Any
 
 
 class _KillActors(BaseCallback):
-    """At step `at`, kills runner 0 and annotator actor 0 (with a batch in flight) with ray.kill."""
+    """From step `at`, kills runner 0 and annotator actor 0 with ray.kill as soon as a batch is in flight
+    (on a loaded machine the annotator may have nothing outstanding at one step; the next step adds work)."""
 
     def __init__(self, ray: Any, annotator: Any, at: int) -> None:
         super().__init__()
@@ -77,10 +78,12 @@ class _KillActors(BaseCallback):
         self.killed_with_batches_in_flight = -1
 
     def _on_step(self) -> bool:
-        if self.num_timesteps >= self.at and self.killed_with_batches_in_flight < 0:
-            deadline = time.monotonic() + 5
-            while not self.annotator.pool.outstanding[0] and time.monotonic() < deadline:
-                time.sleep(0.005)
+        if self.num_timesteps < self.at or self.killed_with_batches_in_flight >= 0:
+            return True
+        deadline = time.monotonic() + 0.5
+        while not self.annotator.pool.outstanding[0] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self.annotator.pool.outstanding[0] or self.num_timesteps >= self.at + 64:
             self.killed_with_batches_in_flight = self.annotator.pool.outstanding[0]
             self.ray.kill(self.annotator.pool.actors[0], no_restart=True)
             self.ray.kill(self.training_env.runners[0], no_restart=True)

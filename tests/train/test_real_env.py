@@ -112,7 +112,11 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
         }
         from drivevlm.config import apply_overrides
 
-        data = apply_overrides(data, [*SMALL, "train.total_timesteps=320", "train.annotator.batch_size=16"])
+        # People on the sidewalks by the standing car keep the gate open (the crossing pedestrian alone is a
+        # speck far down the road while the warm-up's random actions barely move the car).
+        overrides = [*SMALL, "env.density=regular", "train.total_timesteps=320"]
+        overrides.append("train.annotator.batch_size=16")
+        data = apply_overrides(data, overrides)
         summary = train(data, tmp_path / "run")
         served = len(server.requests)
     counters = summary["annotator"]
@@ -123,8 +127,8 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
     # The server answers one request at a time: requests queued behind a slow answer can time out
     # client-side before the server reads them, so how many of the 20 slow answers surface varies.
     assert 1 <= fallbacks["reward_fn/fallback:lvlm_error:timeout"] <= 40, fallbacks
-    # The gate opens where the bundled detector sees the crossing pedestrian: most frames of this scenario,
-    # enough for the script (40 answers, 80 failures, 20 slow answers, then answers again).
+    # The gate opens where the bundled detector sees a person: most frames, enough for the script (40
+    # answers, 80 failures, 20 slow answers, then answers again).
     calls = counters["reward_fn/lvlm_calls"]
     assert counters["reward_fn/gate_open"] == calls >= 180
     assert summary["gate_rate"] == counters["reward_fn/gate_open"] / counters["reward_fn/frames"]
