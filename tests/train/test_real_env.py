@@ -134,8 +134,8 @@ def test_bundled_models_train_through_an_lvlm_server_that_fails_mid_run(tmp_path
     assert summary["gate_rate"] == counters["reward_fn/gate_open"] / counters["reward_fn/frames"]
     logged = (tmp_path / "run" / "logs" / "session-0" / "progress.csv").read_text().splitlines()
     assert "reward/gate_rate" in logged[0].split(",")
-    # A request timed out client-side may never have been read by the server.
-    assert calls - 5 <= served <= calls
+    # A request timed out client-side may never have been read by the server; every other one was.
+    assert calls - fallbacks["reward_fn/fallback:lvlm_error:timeout"] <= served <= calls
     # Only 40 answers came before the failures: the rest of the used answers came after the recovery.
     assert calls - sum(fallbacks.values()) - 40 >= 40
 

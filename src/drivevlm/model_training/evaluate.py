@@ -6,7 +6,7 @@ collision within 2 s, nothing within 15 m ahead in view): `r_static_auc`, the is
 `r_static_auc_all_frames` ranks unsafe frames against every other frame, near-but-safe ones included.
 Also the accuracy of picking the nearer of the two goal texts (all frames).
 Detector: mAP@0.5 over classes, precision at the shipped threshold, and recall of pedestrians and
-cyclists within 30 m that are at least half visible.
+cyclists within 30 m that are at least half visible; recall and precision per class as well.
 """
 
 from __future__ import annotations
