@@ -233,3 +233,28 @@ def test_benchmark_trains_evaluates_resumes_and_writes_tables(tmp_path: Path) ->
     assert {name: (out / name).read_text() for name in names} == tables
     bad = _run("benchmark", "--methods", "no_such_method", "--out", tmp_path / "b2")
     assert bad[0] == 2 and "methods: unknown value 'no_such_method'" in bad[2]
+
+
+@pytest.mark.slow
+def test_highway_benchmark_writes_collisions_per_hazard(tmp_path: Path) -> None:
+    out = tmp_path / "highway"
+    # The experiment's own methods and suites when none are named; --tables-only plans without training.
+    code, out_text, err = _run("benchmark", "--experiment", "highway", "--seeds", "1", "--steps", "320",
+                               "--out", out, "--tables-only", "--json")  # fmt: skip
+    assert code == 0, err + out_text
+    missing = json.loads(out_text.splitlines()[-1])["missing"]
+    planned = [line.split(":")[0] for line in missing]
+    assert planned == ["drivevlm_rl/seed-0", "vlm_rl/seed-0", "chen_sac/seed-0"]
+    sets = [arg for s in TINY_TRAIN for arg in ("--set", s)]
+    code, out_text, err = _run("benchmark", "--experiment", "highway", "--methods", "chen_sac",
+                               "--seeds", "1", "--steps", "320", "--episodes", "1", "--eval-max-steps", "60",
+                               "--out", out, "--suite", "scenario_lost_cargo,scenario_cut_in",
+                               *sets)  # fmt: skip
+    assert code == 0, err + out_text
+    assert "| Chen-SAC |" in (out / "highway_training.md").read_text()
+    assert "Testing on scenario_lost_cargo" in (out / "highway_testing.md").read_text()
+    rate = (out / "hazard_AC.md").read_text()
+    assert "| Method | lost_cargo | cut_in |" in rate and "| Chen-SAC |" in rate
+    assert (out / "hazard_CS.csv").read_text().startswith("method,seeds,lost_cargo_mean")
+    config = (out / "runs" / "chen_sac" / "seed-0" / "config.yaml").read_text()
+    assert "town: highway" in config

@@ -6,8 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+from drivevlm.config import ConfigError
 from drivevlm.eval import jobs as jobs_module
-from drivevlm.eval.jobs import LOCKED_EXIT, plan_jobs, run_jobs, running_elsewhere
+from drivevlm.eval.jobs import EXPERIMENTS, LOCKED_EXIT, plan_jobs, run_jobs, running_elsewhere
 
 
 def test_jobs_are_planned_seed_by_seed_with_every_suite(tmp_path: Path) -> None:
@@ -19,6 +22,21 @@ def test_jobs_are_planned_seed_by_seed_with_every_suite(tmp_path: Path) -> None:
         ("chen_sac", 1),
     ]
     assert planned[0].suites[0] == "unseen_routes" and len(planned[0].suites) == 6
+
+
+def test_the_highway_experiment_trains_its_methods_on_the_motorway(tmp_path: Path) -> None:
+    spec = EXPERIMENTS["highway"]
+    planned = plan_jobs(tmp_path, spec.methods, 1, 100, spec.suites.split(","), 1, experiment="highway")
+    assert [job.method for job in planned] == ["drivevlm_rl", "vlm_rl", "chen_sac"]
+    assert planned[0].suites[0] == "highway" and "scenario_lost_cargo" in planned[0].suites
+    for job in planned:
+        assert job.config["env"]["town"] == "highway" and "cut_in" in job.config["env"]["scenario_mix"]
+    chen = planned[2].config["reward"]
+    assert chen["preset"] == "chen" and chen["chen_fast_kmh"] == pytest.approx(100 * 28.8 / 25)
+    with pytest.raises(ConfigError, match=r"'tirl_sac' for experiment 'highway'.*allowed: chen_sac, drive"):
+        plan_jobs(tmp_path, ["tirl_sac"], 1, 100, ["highway"], 1, experiment="highway")
+    with pytest.raises(ConfigError, match="experiment: unknown value 'moon'; allowed: main, no_coll"):
+        plan_jobs(tmp_path, ["chen_sac"], 1, 100, ["highway"], 1, experiment="moon")
 
 
 def test_a_job_running_in_another_process_is_left_to_it(tmp_path: Path) -> None:

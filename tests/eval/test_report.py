@@ -17,6 +17,7 @@ from drivevlm.eval.report import (
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     aggregate,
+    hazard_tables,
     plot_progress,
     plot_training_curves,
     read_progress,
@@ -98,6 +99,24 @@ def _training_csvs(folder: Path, method: str, crash_every: int) -> list[Path]:
             curve.append(step, log)
         paths.append(path)
     return paths
+
+
+def test_hazard_tables_have_a_column_per_hazard_and_bold_the_fewest_collisions() -> None:
+    def run(ac_cargo: float, cs_cargo: float) -> dict[str, dict[str, float]]:
+        return {
+            "highway": {"AC": 0.5, "CS": 40.0},
+            "scenario_lost_cargo": {"AC": ac_cargo, "CS": cs_cargo},
+        }
+
+    runs = [("DriveVLM-RL", run(0.0, 0.0)), ("DriveVLM-RL", run(0.5, 30.0)), ("Chen-SAC", run(1.0, 80.0))]
+    suites = ["highway", "scenario_lost_cargo", "scenario_cut_in"]
+    columns, tables = hazard_tables(runs, suites)
+    assert columns == ("lost_cargo", "cut_in") and set(tables) == {"AC", "CS"}
+    assert tables["CS"]["DriveVLM-RL"][1]["lost_cargo"] == 30.0
+    text = table_markdown(tables["AC"], columns, lower=columns)
+    assert "| DriveVLM-RL | **0.25±0.35** | n/a |" in text  # cut_in not evaluated yet
+    assert "| Chen-SAC | 1.00 | n/a |" in text
+    assert hazard_tables(runs, ["highway", "unseen_routes"]) == ((), {})
 
 
 def test_training_curves_png(tmp_path: Path) -> None:

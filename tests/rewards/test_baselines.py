@@ -70,6 +70,13 @@ def test_chen_hand_computed() -> None:
     assert run("chen", BASE, fast) == pytest.approx([expected, -200 + 10 - 10 - 1 - 0.1])
 
 
+def test_chen_speed_limit_is_configurable() -> None:
+    motorway = replace(BASE, longitudinal_speed_kmh=90.0, steer=0.0, center_offset_m=0.0)
+    v = 25.0  # 90 km/h
+    assert run("chen", motorway) == pytest.approx([v - 10 - 0.1])  # over VLM-RL's 8 m/s
+    assert run("chen", motorway, chen_fast_kmh=115.2) == pytest.approx([v - 0.1])
+
+
 def test_asap_hand_computed() -> None:
     step = replace(BASE, progress_m=2.5, vehicles_overtaken=1, route_finished=True)
     assert run("asap", step, replace(BASE, collided=True)) == pytest.approx([0.25 + 1 + 0.1, 0.05 - 5])

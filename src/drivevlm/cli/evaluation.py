@@ -70,24 +70,35 @@ def evaluate(
 
 @clean_errors
 def benchmark(
-    methods: Annotated[str, typer.Option(help="Comma-separated preset names (`drivevlm presets`).")] = (
-        "drivevlm_rl,vlm_rl,chen_sac,tirl_sac"
-    ),
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated preset names (`drivevlm presets`); default: the experiment's "
+            "(main: drivevlm_rl,vlm_rl,chen_sac,tirl_sac; no_collision_penalty: drivevlm_rl,vlm_rl; "
+            "highway: drivevlm_rl,vlm_rl,chen_sac)."
+        ),
+    ] = None,
     seeds: int = 3,
     steps: Annotated[int, typer.Option(help="Training steps per run.")] = 100_000,
     suite: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Suites each run is evaluated on, comma-separated; the first fills Table 2 (4), `vru` names "
-            "the five scenario suites with pedestrians and cyclists."
+            help="Suites each run is evaluated on, comma-separated; the first fills the testing table, `vru` "
+            "names the five scenario suites with pedestrians and cyclists, `highway_hazards` the motorway "
+            "hazards; default: the experiment's (unseen_routes,unseen_towns,vru; highway: "
+            "highway,highway_hazards)."
         ),
-    ] = "unseen_routes,unseen_towns,vru",
+    ] = None,
     episodes: Annotated[int, typer.Option(help="Evaluation episodes per suite and run.")] = 10,
     out: Annotated[Path, typer.Option(help="Benchmark folder.")] = Path("out/benchmark"),
     jobs: Annotated[int, typer.Option(help="Runs in parallel (one process each).")] = 1,
     overrides: SetOption = None,
     experiment: Annotated[
-        str, typer.Option(help="main (Tables 1-2) or no_collision_penalty (Tables 3-4).")
+        str,
+        typer.Option(
+            help="main (Tables 1-2), no_collision_penalty (Tables 3-4) or highway (the `*_highway` presets "
+            "on the motorway and its hazards, beyond the paper)."
+        ),
     ] = "main",
     configs: Annotated[Path | None, typer.Option(help="Folder of preset YAMLs (default: shipped).")] = None,
     eval_max_steps: Annotated[int | None, typer.Option(help="Step limit per evaluation episode.")] = None,
@@ -102,11 +113,14 @@ def benchmark(
 ) -> None:
     """Train and evaluate every method x seed (resumable), then write the paper's tables and curves."""
     from drivevlm.eval.experiments import run_benchmark
+    from drivevlm.eval.jobs import experiment_spec
     from drivevlm.eval.suites import suite_list
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    spec = experiment_spec(experiment)
+    names = list(spec.methods) if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    suites = suite_list(spec.suites if suite is None else suite)
     result = run_benchmark(
-        out, names, seeds, steps, suite_list(suite), episodes, overrides or [], experiment, jobs, configs,
+        out, names, seeds, steps, suites, episodes, overrides or [], experiment, jobs, configs,
         eval_max_steps, progress=typer.echo, run=not tables_only,
     )  # fmt: skip
     for path in result.tables.values():

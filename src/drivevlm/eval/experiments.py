@@ -9,9 +9,10 @@ Layout of a benchmark folder:
         eval/<suite>.json           the testing metrics, one file per suite
         metrics.json                once finished: the training metrics and the VRU suites pooled, so
                                     that the tables can be rebuilt without the per-step logs (*.jsonl)
-    <out>/table1_training.md/.csv, table2_testing.md/.csv (or table3/table4 for no_collision_penalty) on
-    the first suite, testing_<suite>.md/.csv on each other suite, vru_collisions.md/.csv (the VRU suites
-    pooled),
+    <out>/table1_training.md/.csv, table2_testing.md/.csv (table3/table4 for no_collision_penalty,
+    highway_training/highway_testing for highway) on the first suite, testing_<suite>.md/.csv on each
+    other suite, vru_collisions.md/.csv (the VRU suites pooled), hazard_AC.md/.csv and hazard_CS.md/.csv
+    (collision rate and speed per motorway hazard),
     <out>/training_curves.png, <out>/benchmark.json
 
 Planning and running the jobs: `eval.jobs`; the per-episode training logs that Table 1 and the curves
@@ -33,6 +34,7 @@ from drivevlm.eval.jobs import (
     Job,
     eval_path,
     evaluated,
+    experiment_spec,
     job_finished,
     plan_jobs,
     run_jobs,
@@ -97,14 +99,16 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
     """Tables (training, testing per suite, VRU collisions; mean ± std over seeds), curves and the runs
     summary from the jobs evaluated so far. A job is in `missing` until trained and evaluated on every
     suite; its rows appear once its first suite is evaluated."""
-    from drivevlm.eval.report import TABLE1_COLUMNS as T1
     from drivevlm.eval.report import (
+        HAZARD_METRICS,
         TABLE2_COLUMNS,
         TABLE3_COLUMNS,
         VRU_COLUMNS,
+        hazard_tables,
         plot_training_curves,
         write_table,
     )
+    from drivevlm.eval.report import TABLE1_COLUMNS as T1
     from drivevlm.eval.suites import VRU_SUITES
 
     result = BenchmarkResult(out, experiment)
@@ -112,6 +116,7 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
     testing: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for job in jobs for s in job.suites}
     vru: dict[str, list[dict[str, float]]] = {}
     curves: dict[str, list[Path]] = {}
+    evaluations: list[tuple[str, dict[str, Any]]] = []
     for job in jobs:
         run = Path(job.run_dir)
         name = DISPLAY_NAMES.get(job.method, job.method)
@@ -135,6 +140,7 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
         }
         for suite, metrics in suites.items():
             testing[suite].setdefault(name, []).append(metrics)
+        evaluations.append((name, suites))
         record = run_metrics(job)
         pooled, trained = record["vru_pooled"], record["training"]
         if pooled is not None:
@@ -153,10 +159,11 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
         }
     first = jobs[0].suites[0] if jobs else ""
     extreme = experiment == "no_collision_penalty"
+    training_table, testing_table = experiment_spec(experiment).tables
     specs = [
-        ("table3_training" if extreme else "table1_training", training, TABLE3_COLUMNS if extreme else T1,
+        (training_table, training, TABLE3_COLUMNS if extreme else T1,
          "Training, no reward after collision" if extreme else "Training"),
-        ("table4_testing" if extreme else "table2_testing", testing.get(first, {}), TABLE2_COLUMNS,
+        (testing_table, testing.get(first, {}), TABLE2_COLUMNS,
          f"Testing on {first}" + (", no reward after collision" if extreme else "")),
     ]  # fmt: skip
     for suite, results in testing.items():
@@ -166,9 +173,16 @@ def collect_tables(jobs: Sequence[Job], out: Path, experiment: str) -> Benchmark
     specs.append(
         ("vru_collisions", vru, VRU_COLUMNS, "Collisions with pedestrians and riders, all VRU suites pooled")
     )
+    hazard_columns, hazards = hazard_tables(evaluations, jobs[0].suites if jobs else ())
+    for metric, results in hazards.items():
+        # Lower is better in every column: both metrics count collisions.
+        specs.append((f"hazard_{metric}", results, hazard_columns, f"{HAZARD_METRICS[metric]} per hazard"))
     for name, results, columns, title in specs:
         if results:
-            md, csv_path = write_table(results, columns, out / f"{name}.md", out / f"{name}.csv", title)
+            lower = hazard_columns if name.startswith("hazard_") else ()
+            md, csv_path = write_table(
+                results, columns, out / f"{name}.md", out / f"{name}.csv", title, lower=lower
+            )
             result.tables[name] = str(md)
             result.tables[f"{name}_csv"] = str(csv_path)
     if curves:

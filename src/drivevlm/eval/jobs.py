@@ -25,8 +25,36 @@ from drivevlm.config import ConfigError, apply_overrides, read_yaml
 from drivevlm.eval.training_episodes import RecordingEnvFactory, truncate_episode_logs, write_episode_curve
 from drivevlm.presets import PRESETS_DIR, compose
 
-EXPERIMENTS: dict[str, str] = {"main": "", "no_collision_penalty": "_no_collision_penalty"}
-DEFAULT_METHODS: tuple[str, ...] = ("drivevlm_rl", "vlm_rl", "chen_sac", "tirl_sac")
+
+@dataclass(frozen=True)
+class Experiment:
+    """A family of presets (`<method><suffix>.yaml`) with the methods and suites it is run with by default."""
+
+    suffix: str
+    methods: tuple[str, ...]
+    # Comma-separated, groups allowed (`vru`, `highway_hazards`); the first suite fills the testing table.
+    suites: str
+    # Names of the training and first-suite testing tables (the paper's numbering where it has one).
+    tables: tuple[str, str]
+
+
+URBAN_SUITES = "unseen_routes,unseen_towns,vru"
+EXPERIMENTS: dict[str, Experiment] = {
+    "main": Experiment(
+        "", ("drivevlm_rl", "vlm_rl", "chen_sac", "tirl_sac"), URBAN_SUITES,
+        ("table1_training", "table2_testing"),
+    ),
+    "no_collision_penalty": Experiment(
+        "_no_collision_penalty", ("drivevlm_rl", "vlm_rl"), URBAN_SUITES,
+        ("table3_training", "table4_testing"),
+    ),
+    # Beyond the paper: its open problem, the motorway's long-tail hazards, on the highway town.
+    "highway": Experiment(
+        "_highway", ("drivevlm_rl", "vlm_rl", "chen_sac"), "highway,highway_hazards",
+        ("highway_training", "highway_testing"),
+    ),
+}  # fmt: skip
+DEFAULT_METHODS: tuple[str, ...] = EXPERIMENTS["main"].methods
 DISPLAY_NAMES: dict[str, str] = {
     "drivevlm_rl": "DriveVLM-RL",
     "vlm_rl": "VLM-RL",
@@ -45,17 +73,21 @@ DISPLAY_NAMES: dict[str, str] = {
 }
 
 
-def preset_path(method: str, experiment: str = "main", configs: Path | None = None) -> Path:
+def experiment_spec(experiment: str) -> Experiment:
     if experiment not in EXPERIMENTS:
         raise ConfigError(f"experiment: unknown value {experiment!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[experiment]
+
+
+def preset_path(method: str, experiment: str = "main", configs: Path | None = None) -> Path:
     folder = configs or PRESETS_DIR
-    suffix = EXPERIMENTS[experiment]
+    suffix = experiment_spec(experiment).suffix
     path = folder / f"{method}{suffix}.yaml"
     if not path.is_file():
         available = sorted(
             p.stem.removesuffix(suffix)
             for p in folder.glob(f"*{suffix}.yaml")
-            if suffix or not any(p.stem.endswith(s) for s in EXPERIMENTS.values() if s)
+            if suffix or not any(p.stem.endswith(e.suffix) for e in EXPERIMENTS.values() if e.suffix)
         )
         raise ConfigError(
             f"methods: unknown value {method!r} for experiment {experiment!r} (no {path}); "

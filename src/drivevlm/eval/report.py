@@ -14,7 +14,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ HIGHER_IS_BETTER = frozenset({"AS", "RC", "TD", "ICT", "SR", "DS"})
 LOWER_IS_BETTER = frozenset({"CS", "CR", "DCF", "TCF", "AC", "ExtCR", "ExtCol", "IPK", "VCR", "VCS"})
 # Collisions with pedestrians and riders (VCR, VCS) beside the paper's testing columns, for VRU suites.
 VRU_COLUMNS = ("VCR", "VCS", "SR", "AC", "CS")
+# The highway experiment's per-hazard tables: one per metric, one column per motorway hazard.
+HAZARD_METRICS = {"AC": "Collision rate (AC)", "CS": "Collision speed at impact (CS, km/h)"}
 
 # Not episode_reward: in training the env returns provisional rewards, the learner's come later from the
 # annotator, so the training curve has no episode return to plot.
@@ -103,6 +105,27 @@ def aggregate(
     return out
 
 
+def hazard_tables(
+    runs: Iterable[tuple[str, Mapping[str, Mapping[str, float]]]], suites: Sequence[str]
+) -> tuple[tuple[str, ...], dict[str, dict[str, list[dict[str, float]]]]]:
+    """The columns (each motorway-hazard suite among `suites`, named by its scenario) and, per metric of
+    HAZARD_METRICS, one row per run of (method, {suite: metrics}) under its method; NaN where a run is not
+    evaluated on a hazard yet."""
+    from drivevlm.eval.suites import HIGHWAY_HAZARD_SUITES
+
+    chosen = [suite for suite in suites if suite in HIGHWAY_HAZARD_SUITES]
+    columns = tuple(suite.removeprefix("scenario_") for suite in chosen)
+    tables: dict[str, dict[str, list[dict[str, float]]]] = {metric: {} for metric in HAZARD_METRICS}
+    for method, metrics in runs:
+        for metric, rows in tables.items():
+            row = {
+                column: float(metrics[suite][metric]) if suite in metrics else math.nan
+                for suite, column in zip(chosen, columns, strict=True)
+            }
+            rows.setdefault(method, []).append(row)
+    return columns, tables if chosen else {}
+
+
 def _aggregate_all(results: Results, columns: Sequence[str]) -> dict[str, dict[str, MeanStd]]:
     if not results:
         raise ValueError("results: no methods given")
@@ -115,19 +138,23 @@ def _aggregate_all(results: Results, columns: Sequence[str]) -> dict[str, dict[s
     return out
 
 
-def _best(table: Mapping[str, Mapping[str, MeanStd]], column: str) -> str | None:
+def _best(table: Mapping[str, Mapping[str, MeanStd]], column: str, lower: Collection[str] = ()) -> str | None:
     means = {m: row[column].mean for m, row in table.items() if row[column].n > 0}
-    if len(means) < 2 or column not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+    lower_better = column in LOWER_IS_BETTER or column in lower
+    if len(means) < 2 or not (lower_better or column in HIGHER_IS_BETTER):
         return None
-    pick = max if column in HIGHER_IS_BETTER else min
+    pick = min if lower_better else max
     return pick(means, key=lambda m: means[m])
 
 
-def table_markdown(results: Results, columns: Sequence[str], bold_best: bool = True) -> str:
-    """A Markdown table, one row per method, cells `mean±std`; the best mean per column in bold."""
+def table_markdown(
+    results: Results, columns: Sequence[str], bold_best: bool = True, lower: Collection[str] = ()
+) -> str:
+    """A Markdown table, one row per method, cells `mean±std`; the best mean per column in bold (`lower`:
+    columns beside the known metrics where lower is better)."""
     table = _aggregate_all(results, columns)
     lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    best = {c: _best(table, c) if bold_best else None for c in columns}
+    best = {c: _best(table, c, lower) if bold_best else None for c in columns}
     for method, row in table.items():
         cells = []
         for column in columns:
@@ -151,9 +178,11 @@ def table_csv(results: Results, columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def table_html(results: Results, columns: Sequence[str], caption: str = "") -> str:
+def table_html(
+    results: Results, columns: Sequence[str], caption: str = "", lower: Collection[str] = ()
+) -> str:
     table = _aggregate_all(results, columns)
-    best = {c: _best(table, c) for c in columns}
+    best = {c: _best(table, c, lower) for c in columns}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
     for method, row in table.items():
@@ -167,10 +196,15 @@ def table_html(results: Results, columns: Sequence[str], caption: str = "") -> s
 
 
 def write_table(
-    results: Results, columns: Sequence[str], markdown_path: str | Path, csv_path: str | Path, title: str = ""
+    results: Results,
+    columns: Sequence[str],
+    markdown_path: str | Path,
+    csv_path: str | Path,
+    title: str = "",
+    lower: Collection[str] = (),
 ) -> tuple[Path, Path]:
     """Write one table as Markdown (with an optional `## title`) and as CSV, each atomically."""
-    text = (f"## {title}\n\n" if title else "") + table_markdown(results, columns)
+    text = (f"## {title}\n\n" if title else "") + table_markdown(results, columns, lower=lower)
     md = write_atomic(Path(markdown_path), text.encode())
     return md, write_atomic(Path(csv_path), table_csv(results, columns).encode())
 
@@ -328,6 +362,7 @@ def write_html_report(
     images: Sequence[str | Path] = (),
     videos: Sequence[str | Path] = (),
     notes: str = "",
+    lower: Collection[str] = (),
 ) -> Path:
     """One self-contained HTML page: the tables, the PNG curves embedded, videos linked by relative path
     (WebM as players, GIF fallbacks as images, MP4 (mp4v, which browsers cannot decode) as download links)."""
@@ -336,7 +371,7 @@ def write_html_report(
     if notes:
         parts.append(f"<p>{html.escape(notes)}</p>")
     for caption, (results, columns) in tables.items():
-        parts.append(table_html(results, columns, caption))
+        parts.append(table_html(results, columns, caption, lower))
     for image in images:
         image = Path(image)
         if not image.is_file():
@@ -365,24 +400,30 @@ def write_html_report(
 # ---------------------------------------------------------------- the HTML report of a folder
 
 REPORT_SCENARIOS = ("pedestrian_crossing", "cyclist_merge", "slow_cyclist", "occluded_pedestrian")
+# A policy trained on a motorway is shown on its hazards instead.
+HIGHWAY_REPORT_SCENARIOS = ("broken_down_vehicle_triangle", "lost_cargo", "cut_in", "person_on_shoulder")
 
 
 def _record_videos(
     runs: Sequence[tuple[str, Path]], folder: Path, count: int, steps: int, beside: str | None = None
 ) -> list[Path]:
-    """One short episode video per (label, run folder), cycling over the VRU scenarios; with `beside` (a
-    shipped policy's name or a policy file), that policy drives each of the same episodes too."""
+    """One short episode video per (label, run folder), cycling over the VRU scenarios (the motorway hazards
+    for a policy trained on a highway town); with `beside` (a shipped policy's name or a policy file), that
+    policy drives each of the same episodes too."""
     from drivevlm.eval.runs import load_driver
     from drivevlm.eval.suites import SuiteEpisode
     from drivevlm.eval.video import drive_video
-    from drivevlm.sim.scenarios import SCENARIOS
+    from drivevlm.sim.scenarios import SCENARIOS, TOWNS
 
     other = None if beside is None else (Path(beside).stem or beside, load_driver(None, beside))
     written = []
     for index, (label, run) in enumerate(runs[:count]):
         driver = load_driver(run)
-        scenario = REPORT_SCENARIOS[index % len(REPORT_SCENARIOS)]
-        town = SCENARIOS[scenario].default_town or driver.env_config.town
+        trained_on = driver.env_config.town
+        highway = trained_on in TOWNS and TOWNS[trained_on].kind == "highway"
+        choices = HIGHWAY_REPORT_SCENARIOS if highway else REPORT_SCENARIOS
+        scenario = choices[index % len(choices)]
+        town = SCENARIOS[scenario].default_town or trained_on
         episode = SuiteEpisode(town, scenario, "regular", 0, 0)
         for name, each in [(label, driver), *([other] if other else [])]:
             video = folder / f"{name}-{scenario}.webm"
@@ -421,11 +462,13 @@ def write_report(
         training: dict[str, list[dict[str, float]]] = {}
         testing: dict[str, dict[str, list[dict[str, float]]]] = {suite: {} for suite in bench["suites"]}
         vru: dict[str, list[dict[str, float]]] = {}
+        evaluations: list[tuple[str, dict[str, Any]]] = []
         for key, run in bench["runs"].items():
             method = key.split("/")[0]
             name = DISPLAY_NAMES.get(method, method)
             for suite, metrics in run["suites"].items():
                 testing[suite].setdefault(name, []).append(metrics)
+            evaluations.append((name, run["suites"]))
             if run.get("vru_pooled"):
                 vru.setdefault(name, []).append(run["vru_pooled"])
             if run.get("training"):
@@ -444,6 +487,10 @@ def write_report(
                 tables[f"Testing on {suite}"] = (results, (*TABLE2_COLUMNS, "DS", "IPK", *vru_columns))
         if vru:
             tables["Collisions with pedestrians and riders, all VRU suites pooled"] = (vru, VRU_COLUMNS)
+        hazard_columns, hazards = hazard_tables(evaluations, bench["suites"])
+        for metric, results in hazards.items():
+            tables[f"{HAZARD_METRICS[metric]} per hazard"] = (results, hazard_columns)
+        lower: Collection[str] = hazard_columns
         if bench.get("curves") and Path(bench["curves"]).is_file():
             images.append(Path(bench["curves"]))
         methods = ", ".join(bench["methods"])
@@ -475,11 +522,12 @@ def write_report(
             images.append(plot_progress(progress, REWARD_PANELS, folder / "reward_terms.png"))
         runs_for_video.append((folder.name, folder))
         title = f"DriveVLM run {folder.name}"
+        lower = ()
     found = sorted(p for p in video_dir.glob("*") if p.suffix in (".webm", ".mp4", ".gif"))
     if not found and videos > 0:
         found = _record_videos(runs_for_video, video_dir, videos, video_steps, beside)
     if not tables:
         raise RunError(f"report: {folder} has no evaluation results yet; run `drivevlm evaluate` first")
     notes = "Tables: mean ± std over seeds (sample std); best mean per column in bold."
-    path = write_html_report(target, title, tables, images, found, notes)
+    path = write_html_report(target, title, tables, images, found, notes, lower)
     return {"path": path, "tables": list(tables), "videos": [str(v) for v in found]}

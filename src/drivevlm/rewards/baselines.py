@@ -14,6 +14,7 @@ docstring we follow the stated formula and say so below.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -37,13 +38,14 @@ def tirl(s: Signals) -> dict[str, np.ndarray]:
     return {"final": -s["collided"]}
 
 
-def chen(s: Signals) -> dict[str, np.ndarray]:
-    """Chen et al.: 200·r_coll + v_lon + 10·r_fast + r_out − 5·steer² + 0.2·r_lat − 0.1 (v in m/s)."""
+def chen(s: Signals, fast_kmh: float) -> dict[str, np.ndarray]:
+    """Chen et al.: 200·r_coll + v_lon + 10·r_fast + r_out − 5·steer² + 0.2·r_lat − 0.1 (v in m/s; r_fast
+    −1 above `fast_kmh`, VLM-RL's 8 m/s = 28.8 km/h by default)."""
     v_lon = s["longitudinal_speed_kmh"] * KMH_TO_MS
     terms = {
         "r_collision": -s["collided"],
         "v_lon": v_lon,
-        "r_fast": -(v_lon > 8.0).astype(np.float64),
+        "r_fast": -(v_lon > fast_kmh * KMH_TO_MS).astype(np.float64),
         "r_out": -(np.abs(s["center_offset_m"]) > 4.0).astype(np.float64),
         "r_steer": -5.0 * s["steer"] ** 2,
         "r_lat": -np.abs(s["steer"]) * v_lon**2,
@@ -153,9 +155,14 @@ def _formula_preset(name: str, formula: Formula) -> None:
     builder.__doc__ = formula.__doc__
 
 
+@register_preset("chen")
+def _chen(cfg: RewardConfig, models: ModelProvider) -> FormulaReward:
+    """Chen et al. with its speed limit from `reward.chen_fast_kmh`."""
+    return FormulaReward("chen", partial(chen, fast_kmh=cfg.chen_fast_kmh), cfg.collision_penalty)
+
+
 for _name, _formula in {
     "tirl": tirl,
-    "chen": chen,
     "asap": asap,
     "chatscene": chatscene,
     "revolve": revolve,

@@ -112,6 +112,8 @@ class RewardConfig(Section):
     vlm_rm_alpha: float = Field(0.5, ge=0.0, le=1.0)
     vlm_sr_threshold: float = 0.32
     lord_target_speed_kmh: float = Field(20.0, gt=0)
+    # Chen's r_fast threshold: VLM-RL's 8 m/s (urban, v_target 25 km/h); the highway preset scales it.
+    chen_fast_kmh: float = Field(28.8, gt=0)
     oracle: OracleConfig = Field(default_factory=OracleConfig)
 
     @field_validator("preset")
