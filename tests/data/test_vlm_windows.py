@@ -50,6 +50,25 @@ def test_gate_needs_a_vulnerable_road_user_in_view() -> None:
     assert is_gated(_state(pedestrian), seen={pedestrian.id})
 
 
+def test_motorway_gate_opens_for_anything_in_the_path_only() -> None:
+    stopped_car, debris = _actor(ActorKind.CAR, 30.0, 0.5), _actor(ActorKind.OBSTACLE, 20.0, -1.0)
+    assert is_gated(_state(stopped_car), motorway=True) and not is_gated(_state(stopped_car))
+    assert is_gated(_state(debris), motorway=True)
+    # A car two lanes over and a person on the shoulder beside the path stay out.
+    assert not is_gated(_state(_actor(ActorKind.CAR, 20.0, 7.0)), motorway=True)
+    assert not is_gated(_state(_actor(ActorKind.PEDESTRIAN, 20.0, 6.0)), motorway=True)
+    assert not is_gated(_state(_actor(ActorKind.CAR, 60.0, 0.0)), motorway=True)  # too far
+
+
+def test_motorway_hazards_are_staged_on_the_highway_and_labelled() -> None:
+    hazards = generate_windows(
+        8, seed=2, scenarios=["lost_cargo"], frame_size=64, render_size=96, keep_categories=["obstacle_near"]
+    )
+    assert set(hazards.towns) == {"highway"}
+    assert "obstacle_near" in hazards.categories
+    assert "Debris is lying on the road close ahead." in hazards.descriptions
+
+
 def test_windows_hold_consecutive_real_frames_and_their_labels(windows: VlmWindows) -> None:
     assert len(windows) == 12 and windows.frames_per_window == 4
     assert int(windows.gated.sum()) == 9

@@ -239,6 +239,13 @@ def evaluate(
     ] = 224,
     seed: Annotated[int, typer.Option(help="Seed of the generated held-out frames and windows.")] = 11,
     vlm_windows: Annotated[int, typer.Option(help="Held-out windows for the tiny Qwen3-VL.")] = 600,
+    vlm_scenarios: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated scenarios of the held-out windows (the motorway hazards on the highway "
+            "town); default: the urban ones."
+        ),
+    ] = None,
     detector_threshold: Annotated[
         float | None,
         typer.Option(help="Score threshold to measure the detector at; default: the model's own."),
@@ -290,7 +297,11 @@ def evaluate(
 
         folder = base / MODEL_NAMES["vlm"]
         windows = held_out_windows(
-            vlm_windows, seed=seed, frame_size=saved_frame_size(folder), labels=saved_labels(folder)
+            vlm_windows,
+            seed=seed,
+            scenarios=vlm_scenarios.split(",") if vlm_scenarios else None,
+            frame_size=saved_frame_size(folder),
+            labels=saved_labels(folder),
         )
         result = evaluate_tiny_vlm(folder, windows)
         result["meets_bar"] = bool(result["category_accuracy"] >= measures.VLM_ACCURACY_BAR)

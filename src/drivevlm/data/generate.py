@@ -38,7 +38,7 @@ from drivevlm.sim.scenarios import (
     URBAN_TOWNS,
     check_choice,
     check_town,
-    town_default,
+    town_speed_scale,
 )
 
 FORMAT_VERSION = 1
@@ -125,7 +125,7 @@ def _run_episode(
 ) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """One episode's steps (after the first action), labelled with look-ahead over the whole episode."""
     obs, _ = env.reset(seed=seed, options={"town": town, "scenario": scenario, "density": density})
-    speed_scale = town_default(town, "target_speed_kmh") / town_default(TRAINING_TOWN, "target_speed_kmh")
+    speed_scale = town_speed_scale(town)
     policy = _make_policy(policy_kind, rng, speed_scale)
     signals = None
     steps: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]] = []

@@ -5,6 +5,8 @@ frame's world state (`describe_risk`), chosen among the actors the camera shows:
 nearer actor is never the answer, as no model could see it. In use the dynamic pathway asks the VLM only
 about *gated* frames, where a pedestrian, bicycle or motorcycle is in view, so sampling is biased towards
 such windows; a few ungated ones keep "clear road" and vehicle-only answers in the model's repertoire.
+A motorway hazard scenario is staged on its own town (the highway), driven at that town's speeds, and its
+gate is the highway preset's: any road user or object on the road in or entering the ego's path.
 
 Frames are stored once and windows index into them: consecutive windows share most of their frames,
 so ten thousand windows of four 128 px frames fit in well under a gigabyte.
@@ -22,12 +24,19 @@ from PIL import Image
 
 from drivevlm.atomic import atomic_output
 from drivevlm.data.boxes import seen_actor_ids
-from drivevlm.data.risk import FAR_M, HALF_FOV_DEG, PATH_HALF_WIDTH_M, RISK_CATEGORIES, describe_risk
+from drivevlm.data.risk import (
+    FAR_M,
+    HALF_FOV_DEG,
+    PATH_HALF_WIDTH_M,
+    RISK_CATEGORIES,
+    describe_risk,
+    in_or_entering_path,
+)
 from drivevlm.env import DriveEnv
 from drivevlm.render import FrontCameraRenderer
 from drivevlm.scripted_policy import RouteFollower
 from drivevlm.sim.geometry import world_to_ego
-from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, URBAN_SCENARIOS, Density
+from drivevlm.sim.scenarios import SCENARIOS, TOWNS, TRAINING_TOWN, URBAN_SCENARIOS, Density, town_speed_scale
 from drivevlm.sim.world import WorldState
 
 DEFAULT_FRAMES_PER_WINDOW = 4
@@ -41,17 +50,29 @@ TRAIN_TOWNS = (TRAINING_TOWN,)
 HELD_OUT_SEED_OFFSET = 1_000_000
 
 
-def is_gated(state: WorldState, max_distance_m: float = FAR_M, seen: Collection[str] | None = None) -> bool:
+def is_gated(
+    state: WorldState,
+    max_distance_m: float = FAR_M,
+    seen: Collection[str] | None = None,
+    motorway: bool = False,
+) -> bool:
     """A vulnerable road user is in the camera's field of view within `max_distance_m`.
 
     This is the ground-truth stand-in for the detector gate: the frames on which the LVLM is asked.
     `seen` (ids of the actors the camera shows) leaves out those hidden behind others; None keeps all.
+    `motorway`: the highway preset's gate instead, any actor (cars and objects on the road included) in or
+    entering the ego's path.
     """
     ego = state.ego.pose
-    vulnerable = [a for a in state.actors if a.kind.is_vulnerable and (seen is None or a.id in seen)]
-    if not vulnerable:
+    in_path = in_or_entering_path(state, PATH_HALF_WIDTH_M) if motorway else None
+    candidates = [
+        a
+        for i, a in enumerate(state.actors)
+        if (seen is None or a.id in seen) and (a.kind.is_vulnerable if in_path is None else in_path[i])
+    ]
+    if not candidates:
         return False
-    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in vulnerable]), ego.x, ego.y, ego.yaw)
+    local = world_to_ego(np.array([(a.pose.x, a.pose.y) for a in candidates]), ego.x, ego.y, ego.yaw)
     distance = np.hypot(local[:, 0], local[:, 1])
     bearing = np.degrees(np.arctan2(local[:, 1], local[:, 0]))
     return bool(np.any((local[:, 0] > 1.0) & (np.abs(bearing) < HALF_FOV_DEG) & (distance < max_distance_m)))
@@ -256,14 +277,18 @@ def generate_windows(
                 break
             episode_seed = seed * 100_000 + episode
             town = towns[int(rng.integers(len(towns)))]
+            scenario = SCENARIOS[scenarios[int(rng.integers(len(scenarios)))]]
+            motorway = scenario.highway
+            if motorway:
+                town = str(scenario.default_town)
             options = {
                 "town": town,
-                "scenario": scenarios[int(rng.integers(len(scenarios)))],
+                "scenario": scenario.name,
                 "density": densities[int(rng.integers(len(densities)))],
             }
             obs, info = env.reset(seed=episode_seed, options=options)
             driver = RouteFollower(
-                target_speed_kmh=float(rng.uniform(12.0, 32.0)),
+                target_speed_kmh=town_speed_scale(town) * float(rng.uniform(12.0, 32.0)),
                 cautious=bool(rng.random() < 0.7),
                 noise=float(rng.uniform(0.0, 0.15)),
                 seed=episode_seed,
@@ -277,7 +302,7 @@ def generate_windows(
                 states.append(state)
                 if len(states) == frames_per_window:
                     seen = seen_actor_ids(renderer, state) if labels != "field_of_view" else None
-                    gate = is_gated(state, seen=seen)
+                    gate = is_gated(state, seen=seen, motorway=motorway)
                     wanted = have_gated < need_gated if gate else have_other < need_other
                     take = False
                     if wanted:

@@ -269,6 +269,11 @@ def town_default(town: str, name: str) -> float:
     return float(getattr(TOWNS.get(town, URBAN_DEFAULTS), name))
 
 
+def town_speed_scale(town: str) -> float:
+    """The town's target speed over the training town's: how much faster scripted drivers go there."""
+    return town_default(town, "target_speed_kmh") / town_default(TRAINING_TOWN, "target_speed_kmh")
+
+
 def is_town_file(value: str) -> bool:
     """Whether a town value names a network file (by its suffix) rather than a generated town."""
     return str(value).lower().endswith(NETWORK_SUFFIXES + OSM_SUFFIXES)
