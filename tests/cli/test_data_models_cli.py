@@ -135,6 +135,13 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     result = last_json(evaluated.stdout)["tiny_qwen3vl"]
     assert result["windows"] >= 1 and 0.0 <= result["category_accuracy"] <= 1.0
     assert result["meets_bar"] == (result["category_accuracy"] >= 0.85)
+    # Held-out windows of the motorway's debris, more of them than chance would give.
+    args = ["models", "eval", "--root", str(out), "--models", "vlm", "--vlm-windows", "4", "--json"]
+    args += ["--vlm-scenarios", "lost_cargo", "--vlm-keep-categories", "obstacle_near,obstacle_far"]
+    evaluated = runner.invoke(app, args)
+    assert evaluated.exit_code == 0, evaluated.output
+    scored = last_json(evaluated.stdout)["tiny_qwen3vl"]["per_category"]
+    assert {"obstacle_near", "obstacle_far"} & set(scored)
     first = out / "tiny_qwen3vl"
     args = ["models", "train", "--out", str(tmp_path / "again"), "--models", "vlm", "--vlm-steps", "1"]
     args += ["--vlm-windows", "4", "--vlm-batch-size", "2", "--threads", "1", "--json"]

@@ -246,6 +246,13 @@ def evaluate(
             "town); default: the urban ones."
         ),
     ] = None,
+    vlm_keep_categories: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated risk categories whose held-out windows are kept at every step (more of a "
+            "rare category, e.g. obstacle_near, for its per-category figure)."
+        ),
+    ] = None,
     detector_threshold: Annotated[
         float | None,
         typer.Option(help="Score threshold to measure the detector at; default: the model's own."),
@@ -300,6 +307,7 @@ def evaluate(
             vlm_windows,
             seed=seed,
             scenarios=vlm_scenarios.split(",") if vlm_scenarios else None,
+            keep_categories=vlm_keep_categories.split(",") if vlm_keep_categories else (),
             frame_size=saved_frame_size(folder),
             labels=saved_labels(folder),
         )
