@@ -246,6 +246,21 @@ def test_reset_option_overrides_scenario(env: DriveEnv) -> None:
     assert info["spec"].scenario == "slow_cyclist"
 
 
+@pytest.mark.parametrize(("explicit", "expected_kmh"), [({}, 100.0), ({"target_speed_kmh": 30.0}, 30.0)])
+def test_reset_onto_another_town_takes_its_speeds_unless_set(
+    env: DriveEnv, explicit: dict[str, float], expected_kmh: float
+) -> None:
+    env.close()  # libsumo: one simulation per process
+    urban = DriveEnv({**env.config.model_dump(exclude={"target_speed_kmh", "max_speed_kmh"}), **explicit})
+    try:
+        assert urban.config.target_speed_kmh == explicit.get("target_speed_kmh", 25.0)
+        urban.reset(seed=0, options={"town": "highway"})
+        *_, info = urban.step(np.array([0.0, 0.5], dtype=np.float32))
+    finally:
+        urban.close()
+    assert info["signals"].target_speed_kmh == expected_kmh
+
+
 def test_training_terminations_can_be_switched_off(tmp_path) -> None:
     config = EnvConfig(cache_dir=tmp_path, density="empty", training=False, max_episode_steps=150)
     environment = DriveEnv(config)

@@ -128,6 +128,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._around = _Surroundings()
         self._offsets: deque[float] = deque(maxlen=STABILITY_WINDOW)
         self._dt = EpisodeSpec(town=cfg.town).dt
+        # The config of the running episode: reset's overrides (a town, a scenario) applied to `config`.
+        self._episode_config = cfg
         self._arc = 0.0
         self._seeded = False
         self._red_lights = RedLightMonitor()
@@ -143,6 +145,15 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 options.setdefault("cache_dir", self.config.cache_dir)
             self._backend = make_backend(self.config.simulator, **options)
         return self._backend
+
+    def _config_with(self, overrides: dict[str, Any]) -> EnvConfig:
+        """`config` with reset's overrides; speeds left to the town follow an overridden town."""
+        values = self.config.model_dump()
+        if "town" in overrides:
+            for name in ("target_speed_kmh", "max_speed_kmh"):
+                if name not in self.config.model_fields_set:
+                    values.pop(name)
+        return build(EnvConfig, {**values, **overrides}, "env")
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -160,7 +171,8 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         mix = self.config.scenario_mix
         if mix and "scenario" not in overrides:
             overrides["scenario"] = mix[int(self.np_random.integers(len(mix)))]
-        cfg = build(EnvConfig, {**self.config.model_dump(), **overrides}, "env") if overrides else self.config
+        cfg = self._config_with(overrides) if overrides else self.config
+        self._episode_config = cfg
         spec = EpisodeSpec(town=cfg.town, scenario=cfg.scenario, density=cfg.density, route_index=route_index)
         sim_seed = int(self.np_random.integers(0, 2**31 - 1))
         state = self._backend_or_start().reset(spec, sim_seed)
@@ -199,7 +211,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(f"action: must be finite, got {act.tolist()}")
         act = np.clip(act, -1.0, 1.0)
         state = self._backend_or_start().step(Control(steer=float(act[0]), throttle=float(act[1])))
-        cfg = self.config
+        cfg = self._episode_config
         before = self._arc
         progress = self._tracker.update(state.ego.pose)
         self._offsets.append(progress.lateral)
@@ -299,7 +311,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             signals.center_offset_m,
             signals.heading_error_deg,
             signals.center_offset_std_m,
-            ShapingParams(target_speed_kmh=self.config.target_speed_kmh),
+            ShapingParams(target_speed_kmh=self._episode_config.target_speed_kmh),
         )
         return PROVISIONAL_COLLISION_PENALTY if signals.collided else float(terms["r_shaping"])
 
@@ -325,7 +337,7 @@ class DriveEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return None
 
     def _observe(self, state: WorldState, progress: RouteProgress) -> dict[str, np.ndarray]:
-        cfg = self.config
+        cfg = self._episode_config
         past = self._past_actors
         # past[-h] is the actor set h steps ago; early in an episode the renderer repeats the oldest frame.
         history = [past[-h] for h in cfg.bev_history[:-1] if h <= len(past)]
