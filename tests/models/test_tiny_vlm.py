@@ -27,6 +27,7 @@ from drivevlm.model_training.train_tiny_vlm import (
     category_weights,
     dynamic_prompt,
     evaluate_tiny_vlm,
+    resume_dir,
     saved_frame_size,
     train_tiny_vlm,
 )
@@ -113,6 +114,39 @@ def test_training_continues_from_a_saved_model_with_mirrored_windows(
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
     continued = (tmp_path / "continued" / "tokenizer.json").read_text()
     assert continued == (folder / "tokenizer.json").read_text()
+
+
+class _KilledError(Exception):
+    """Stands in for a kill between two steps."""
+
+
+def _stop_at(step: int):
+    def log(line: str) -> None:
+        if line.startswith(f"step {step} "):
+            raise _KilledError
+
+    return log
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(small_windows: VlmWindows, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    settings = {"steps": 6, "windows": small_windows, "batch_size": 2, "shape": SMALL, "threads": 1}
+    train_tiny_vlm(tmp_path / "straight", flip=True, log=None, **settings)
+    out = tmp_path / "resumed"
+    with pytest.raises(_KilledError):
+        train_tiny_vlm(out, flip=True, save_every=2, log=_stop_at(4), log_every=1, **settings)
+    assert (resume_dir(out) / "trainer_state.pt").is_file() and not out.exists()
+    with pytest.raises(ValueError, match=r"resume point of a run with other settings \(flip\)"):
+        train_tiny_vlm(out, flip=False, save_every=2, log=None, **settings)
+    lines: list[str] = []
+    summary = train_tiny_vlm(out, flip=True, save_every=2, log=lines.append, **settings)
+    assert lines[0] == f"resuming from {resume_dir(out)} at step 4" and summary["steps"] == 6
+    assert not resume_dir(out).exists()
+    straight, resumed = (
+        load_file(str(tmp_path / name / "model.safetensors")) for name in ("straight", "resumed")
+    )
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
 def test_module_command_trains_at_the_chosen_frame_size(

@@ -132,6 +132,9 @@ def train(
             "field_of_view (older labels)."
         ),
     ] = "camera",
+    vlm_save_every: Annotated[
+        int, typer.Option(help="Steps between resume points of the tiny Qwen3-VL (0: none); rerun to resume.")
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the chosen models; quick defaults (the clip's are its card's recipe).
@@ -215,6 +218,7 @@ def train(
             init=vlm_init,
             flip=vlm_flip,
             log=typer.echo,
+            save_every=vlm_save_every,
         )
     emit(_finite(summary) if as_json else _flatten(summary), as_json)
 

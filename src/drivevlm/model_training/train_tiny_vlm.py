@@ -39,6 +39,7 @@ from drivevlm.models.lvlm.prompts import load_prompt
 from drivevlm.models.registry import BUNDLED_VLM_DIR
 
 PROMPT_VERSION = "dynamic_goal_v1"
+RESUME_STATE = "trainer_state.pt"
 BUNDLED_DIR = BUNDLED_VLM_DIR
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -333,6 +334,27 @@ def _keep_files(folder: Path, keep: Sequence[str]) -> None:
             path.unlink()
 
 
+def resume_dir(out_dir: str | Path) -> Path:
+    """Where a run that writes `out_dir` keeps its resume point: a hidden sibling folder."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.resume"
+
+
+def _read_resume_point(folder: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved trainer state in `folder`, None when there is none; another run's is an error."""
+    path = folder / RESUME_STATE
+    if not path.is_file():
+        return None
+    point = torch.load(path, weights_only=True)
+    changed = sorted(key for key in run if point["run"].get(key) != run[key])
+    if changed:
+        raise ValueError(
+            f"{folder}: a resume point of a run with other settings ({', '.join(changed)}); "
+            "start that run again as it was, or delete the folder to start afresh"
+        )
+    return point
+
+
 def train_tiny_vlm(
     out_dir: str | Path,
     *,
@@ -354,6 +376,7 @@ def train_tiny_vlm(
     keep_categories: Sequence[str] = (),
     log: Callable[[str], None] | None = print,
     log_every: int = 50,
+    save_every: int = 0,
 ) -> dict[str, Any]:
     """Train for `minutes` of wall time or `steps` optimiser steps, save to `out_dir`.
 
@@ -363,6 +386,8 @@ def train_tiny_vlm(
     Categories are drawn with weights frequency ** -category_power. `init` continues from a saved model
     folder (its tokenizer, image processor and shape) instead of starting from scratch. `flip` mirrors half
     the windows left-right (every frame of a window alike): the descriptions never say left or right.
+    `save_every` > 0 writes a resume point every that many steps (`resume_dir(out_dir)`); a run started
+    again with the same settings continues from it, and a finished run removes it.
     Returns a summary (steps, seconds, final loss, data) also saved as training.json beside the weights.
     """
     if (minutes is None) == (steps is None):
@@ -373,6 +398,8 @@ def train_tiny_vlm(
         raise ValueError(f"steps: expected at least 1, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1, got {batch_size}")
+    if save_every < 0:
+        raise ValueError(f"save_every: expected 0 (never) or a positive step count, got {save_every}")
     if not 0.0 <= category_power <= 1.0:
         raise ValueError(f"category_power: expected a value in [0, 1], got {category_power}")
     out_dir = Path(out_dir)
@@ -404,7 +431,24 @@ def train_tiny_vlm(
             f"windows: have {windows.frames_per_window} frames each, frames_per_window={frames_per_window}"
         )
     data_seconds = time.perf_counter() - started
-    if init is None:
+    run = {
+        "minutes": minutes,
+        "steps": steps,
+        "seed": seed,
+        "windows": len(windows),
+        "category_power": category_power,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "shape": asdict(shape),
+        "init": None if init is None else str(init),
+        "flip": flip,
+    }
+    resume = resume_dir(out_dir)
+    point = _read_resume_point(resume, run)
+    if point is not None:
+        tokenizer, image_processor, model = _load_saved(resume)
+        say(f"resuming from {resume} at step {point['step']}")
+    elif init is None:
         prompt = dynamic_prompt(frames_per_window)
         corpus = [prompt, *sorted(set(windows.descriptions)), CLEAR_DESCRIPTION, "user", "assistant"]
         tokenizer = build_tokenizer(corpus * 4, shape.vocab_size)
@@ -422,6 +466,28 @@ def train_tiny_vlm(
     train_started = time.perf_counter()
     losses: list[float] = []
     step = 0
+    if point is not None:
+        optimiser.load_state_dict(point["optimiser"])
+        rng.bit_generator.state = point["numpy_rng"]
+        torch.set_rng_state(point["torch_rng"])
+        losses, step = point["losses"], point["step"]
+        train_started -= point["train_seconds"]
+
+    def write_resume_point(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        image_processor.save_pretrained(folder)
+        state = {
+            "run": run,
+            "step": step,
+            "losses": losses,
+            "train_seconds": time.perf_counter() - train_started,
+            "optimiser": optimiser.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(state, folder / RESUME_STATE)
+
     while True:
         elapsed = time.perf_counter() - train_started
         # The cosine schedule follows steps, or wall time under a time budget (CPU speed varies a lot).
@@ -444,6 +510,8 @@ def train_tiny_vlm(
         optimiser.step()
         losses.append(float(loss.detach()))
         step += 1
+        if save_every and step % save_every == 0:
+            _save_atomically(resume, write_resume_point)
         if step % log_every == 0:
             say(
                 f"step {step} ({progress:.0%}, {elapsed / step:.2f} s/step) "
@@ -501,6 +569,7 @@ def train_tiny_vlm(
         )
 
     _save_atomically(out_dir, write)
+    shutil.rmtree(resume, ignore_errors=True)
     say(f"saved {out_dir} after {step} steps, {train_seconds:.0f} s, loss {summary['final_loss']:.4f}")
     return summary
 
@@ -591,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, help="continue from this saved model folder")
     parser.add_argument("--flip", action="store_true", help="mirror half the windows left-right")
     parser.add_argument(
+        "--save-every", type=int, default=0, help="steps between resume points (0: none); rerun to resume"
+    )
+    parser.add_argument(
         "--labels", default="camera", help="camera (default), path or field_of_view: see generate_windows"
     )
     args = parser.parse_args(argv)
@@ -631,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         flip=args.flip,
         labels=args.labels,
         keep_categories=keep_categories,
+        save_every=args.save_every,
     )
     print(json.dumps(summary, indent=2))
     if args.eval_windows:
