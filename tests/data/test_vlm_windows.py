@@ -118,15 +118,7 @@ def test_sets_concatenate_with_their_frames(windows: VlmWindows) -> None:
     assert len(both) == len(windows) + 2 and len(both.frames) == 2 * len(windows.frames)
     assert np.array_equal(both.window(len(windows)), windows.window(3))
     assert both.categories[-1] == windows.categories[1] and both.seeds[-1] == windows.seeds[1]
-    smaller = VlmWindows(
-        windows.frames[:, :32, :32],
-        windows.index,
-        windows.descriptions,
-        windows.categories,
-        windows.gated,
-        windows.towns,
-        windows.seeds,
-    )
+    smaller = VlmWindows(windows.frames[:, :32, :32], *_fields(windows))
     with pytest.raises(ValueError, match="frame size"):
         VlmWindows.concatenate([windows, smaller])
 
@@ -153,6 +145,25 @@ def test_save_load_round_trip(windows: VlmWindows, tmp_path: Path) -> None:
     subset = windows.subset([2, 0])
     assert subset.descriptions == [windows.descriptions[2], windows.descriptions[0]]
     assert np.array_equal(subset.window(0), windows.window(2))
+
+
+def test_several_saved_sets_load_as_their_concatenation(windows: VlmWindows, tmp_path: Path) -> None:
+    second = windows.subset([3, 1])
+    paths = [windows.save(tmp_path / "a.npz"), second.save(tmp_path / "b.npz")]
+    joined, expected = VlmWindows.load_many(paths), VlmWindows.concatenate([windows, second])
+    assert np.array_equal(joined.frames, expected.frames) and np.array_equal(joined.index, expected.index)
+    assert joined.categories == expected.categories and np.array_equal(joined.seeds, expected.seeds)
+    VlmWindows(windows.frames[:, :32, :32].copy(), *_fields(windows)).save(tmp_path / "small.npz")
+    with pytest.raises(ValueError, match="frame size"):
+        VlmWindows.load_many([paths[0], tmp_path / "small.npz"])
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
+        VlmWindows.load_many([paths[0], tmp_path / "nothing.npz"])
+
+
+def _fields(windows: VlmWindows) -> tuple:
+    """Every field but the frames."""
+    w = windows
+    return w.index, w.descriptions, w.categories, w.gated, w.towns, w.seeds
 
 
 def test_shrink_matches_requested_size() -> None:

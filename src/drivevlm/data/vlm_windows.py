@@ -14,10 +14,12 @@ so ten thousand windows of four 128 px frames fit in well under a gigabyte.
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -139,11 +141,15 @@ class VlmWindows:
         """One set of several (e.g. a general set and one rich in a rare category), frames renumbered."""
         if not parts:
             raise ValueError("windows: expected at least one set to concatenate")
-        if len({(part.frames_per_window, part.frames.shape[1:]) for part in parts}) > 1:
-            raise ValueError("windows: sets to concatenate differ in frames per window or frame size")
+        _check_joinable([(part.frames_per_window, *part.frames.shape[1:]) for part in parts])
+        return cls._joined(parts, np.concatenate([part.frames for part in parts]))
+
+    @classmethod
+    def _joined(cls, parts: Sequence[VlmWindows], frames: np.ndarray) -> VlmWindows:
+        """`parts` as one set whose frames, already joined in order, are `frames`."""
         offsets = np.cumsum([0, *(len(part.frames) for part in parts[:-1])])
         return cls(
-            np.concatenate([part.frames for part in parts]),
+            frames,
             np.concatenate([part.index + offset for part, offset in zip(parts, offsets, strict=True)]),
             [d for part in parts for d in part.descriptions],
             [c for part in parts for c in part.categories],
@@ -174,13 +180,16 @@ class VlmWindows:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> VlmWindows:
+    def load(cls, path: str | Path, frames: np.ndarray | None = None) -> VlmWindows:
+        """A saved set; `frames` (when given) is the array its frames are read into, of their shape."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"windows: no such file {path}")
+        if frames is not None:
+            _read_frames_into(path, frames)
         with np.load(path) as data:
             return cls(
-                data["frames"],
+                data["frames"] if frames is None else frames,
                 data["index"],
                 [str(s) for s in data["descriptions"]],
                 [str(s) for s in data["categories"]],
@@ -188,6 +197,66 @@ class VlmWindows:
                 [str(s) for s in data["towns"]],
                 data["seeds"],
             )
+
+    @classmethod
+    def load_many(cls, paths: Sequence[str | Path]) -> VlmWindows:
+        """Several saved sets as one, their frames read straight into the joined array.
+
+        Same result as `concatenate` of each `load`, at half the peak memory: no set's frames are held
+        twice (tens of thousands of windows take gigabytes).
+        """
+        paths = [Path(path) for path in paths]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"windows: no such file {path}")
+        shapes = [_frames_shape(path) for path in paths]
+        _check_joinable([shape[1:] for shape in shapes])
+        frames = np.empty((sum(shape[0] for shape in shapes), *shapes[0][1:]), np.uint8)
+        starts = np.cumsum([0, *(shape[0] for shape in shapes)])
+        parts = [
+            cls.load(path, frames[start:end])
+            for path, start, end in zip(paths, starts[:-1], starts[1:], strict=True)
+        ]
+        _check_joinable([(part.frames_per_window,) for part in parts])
+        return cls._joined(parts, frames)
+
+
+def _check_joinable(layouts: Sequence[tuple[int, ...]]) -> None:
+    if len(set(layouts)) > 1:
+        raise ValueError("windows: sets to concatenate differ in frames per window or frame size")
+
+
+_FRAMES_MEMBER = "frames.npy"
+
+
+def _frames_header(handle: IO[bytes]) -> tuple[int, ...]:
+    """Read the .npy header of a saved set's frames from `handle`; their shape (uint8 checked)."""
+    version = np.lib.format.read_magic(handle)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read(handle)
+    if dtype != np.uint8 or fortran_order:
+        raise ValueError(f"windows: frames must be C-ordered uint8, got {dtype} (fortran={fortran_order})")
+    return tuple(shape)
+
+
+def _frames_shape(path: Path) -> tuple[int, ...]:
+    with zipfile.ZipFile(path) as archive, archive.open(_FRAMES_MEMBER) as handle:
+        return _frames_header(handle)
+
+
+def _read_frames_into(path: Path, out: np.ndarray) -> None:
+    """Copy a saved set's frames into `out` (their shape) without a second in-memory copy."""
+    with zipfile.ZipFile(path) as archive, archive.open(_FRAMES_MEMBER) as handle:
+        shape = _frames_header(handle)
+        if shape != out.shape or not out.flags.c_contiguous:
+            raise ValueError(f"windows: {path} holds frames of shape {shape}, expected {out.shape}")
+        view = memoryview(out.reshape(-1))
+        filled = 0
+        while filled < len(view):
+            got = handle.readinto(view[filled:])
+            if not got:
+                raise ValueError(f"windows: {path} ends before its frames do")
+            filled += got
 
 
 def _check_names(field: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:

@@ -675,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     windows = None
     paths: list[Path] = args.windows or []
     if len(paths) > 1 or (paths and paths[0].is_file()):
-        windows = VlmWindows.concatenate([VlmWindows.load(path) for path in paths])
+        windows = VlmWindows.load_many(paths)
     elif paths:
         windows = generate_windows(
             args.train_windows,
