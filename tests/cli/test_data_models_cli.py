@@ -146,10 +146,12 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
     args = ["models", "train", "--out", str(tmp_path / "again"), "--models", "vlm", "--vlm-steps", "1"]
     args += ["--vlm-windows", "4", "--vlm-batch-size", "2", "--threads", "1", "--json"]
     args += ["--vlm-frame-size", "64", "--vlm-labels", "field_of_view"]
-    continued = runner.invoke(app, [*args, "--vlm-init", str(first), "--vlm-flip", "--vlm-lr", "1e-4"])
+    args += ["--vlm-init", str(first), "--vlm-flip", "--vlm-lr", "1e-4", "--vlm-save-every", "1"]
+    continued = runner.invoke(app, args)
     assert continued.exit_code == 0, continued.output
     summary = last_json(continued.stdout)["tiny_qwen3vl"]
     assert (summary["init"], summary["flip"], summary["learning_rate"]) == (str(first), True, 1e-4)
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["tiny_qwen3vl"]  # resume point gone
 
 
 @pytest.mark.parametrize(
@@ -167,6 +169,10 @@ def test_train_and_eval_the_tiny_vlm(tmp_path: Path) -> None:
             "--vlm-vision-hidden",
         ),
         (["models", "train", "--models", "vlm"], "--vlm-steps"),
+        (
+            ["models", "train", "--models", "vlm", "--vlm-steps", "1", "--vlm-save-every", "-1"],
+            "--vlm-save-every",
+        ),
         (
             ["models", "train", "--models", "detector", "--detector-pin-threshold", "2"],
             "--detector-pin-threshold",

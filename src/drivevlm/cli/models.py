@@ -133,7 +133,10 @@ def train(
         ),
     ] = "camera",
     vlm_save_every: Annotated[
-        int, typer.Option(help="Steps between resume points of the tiny Qwen3-VL (0: none); rerun to resume.")
+        int,
+        typer.Option(
+            min=0, help="Steps between resume points of the tiny Qwen3-VL (0: none); rerun to resume."
+        ),
     ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
