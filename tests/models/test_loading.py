@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from drivevlm.models.base import ModelNotFoundError
-from drivevlm.models.loading import resolve_device, resolve_dtype, resolve_hf_file, resolve_model_dir
+from drivevlm.models.loading import (
+    resolve_device,
+    resolve_dtype,
+    resolve_hf_file,
+    resolve_model_dir,
+    weights_tag,
+)
 
 
 def fake_hf_cache(cache: Path, repo: str, files: dict[str, str]) -> Path:
@@ -113,3 +119,16 @@ def test_network_guard_blocks_remote_but_not_loopback() -> None:
 def test_allowed_download_without_network_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="nobody/no-such-model"):
         resolve_model_dir("nobody/no-such-model", cache_dir=tmp_path, allow_download=True)
+
+
+def test_weights_tag_follows_the_weights_not_the_folder(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights-v1")
+        (folder / "config.json").write_text("{}")
+    tag = weights_tag(first)
+    assert weights_tag(second) == tag and len(tag) == 12
+    (second / "model.safetensors").write_bytes(b"weights-v2")
+    (first / "config.json").write_text('{"changed": true}')  # not weights: the tag stays
+    assert weights_tag(first) == tag and weights_tag(second) != tag

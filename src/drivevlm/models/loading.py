@@ -6,6 +6,7 @@ message naming the model and every place searched, instead of after long network
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -19,6 +20,29 @@ DOWNLOAD_HINT = (
     "Pass a local folder, or fetch the weights on a machine with network access "
     "(e.g. `hf download {repo}`) and copy the Hugging Face cache here"
 )
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
+_HASHED_BYTES = 64 * 2**20
+
+
+def weights_tag(folder: str | Path) -> str:
+    """A short digest of the weights in `folder`, for result-cache keys: retrained weights under the same
+    name (the bundled models) must not be served their predecessor's cached answers.
+
+    Files up to 64 MiB are hashed whole; larger ones by name and size within their resolved path (a Hugging
+    Face snapshot's path already names its revision).
+    """
+    folder = Path(folder).resolve()
+    digest = hashlib.blake2b(digest_size=6)
+    files = [folder] if folder.is_file() else sorted(folder.iterdir())
+    for path in files:
+        if path.suffix not in _WEIGHT_SUFFIXES or not path.is_file():
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        digest.update(path.read_bytes() if size <= _HASHED_BYTES else str(path).encode())
+    return digest.hexdigest()
 
 
 def hf_cache_dir() -> Path:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional
 
 from drivevlm.models.base import ModelNotFoundError, check_images
-from drivevlm.models.loading import resolve_bundled_dir
+from drivevlm.models.loading import resolve_bundled_dir, weights_tag
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled" / "aligned_clip"
 BUNDLED_NAMES = ("bundled", "drivevlm/aligned-clip")
@@ -177,7 +177,7 @@ class AlignedClipEncoder:
         self.tower, self.config = load_image_tower(folder, device)
         self.text = MiniLMTextEncoder(text_model, device=device)
         self.batch_size = batch_size
-        self.name = f"aligned:{model}"
+        self.name = f"aligned:{model}@{weights_tag(folder)}"
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

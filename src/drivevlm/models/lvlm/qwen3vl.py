@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from drivevlm.models.base import check_images
-from drivevlm.models.loading import resolve_device, resolve_dtype, resolve_model_dir
+from drivevlm.models.loading import resolve_device, resolve_dtype, resolve_model_dir, weights_tag
 
 IMAGE_PAD = "<|image_pad|>"
 IMAGE_SLOT = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
@@ -68,7 +68,7 @@ class Qwen3VLModel:
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_new_tokens = max_new_tokens
         self.do_sample = do_sample
-        self.name = f"qwen3vl:{model}"
+        self.name = f"qwen3vl:{model}@{weights_tag(folder)}"
         self.model = AutoModelForImageTextToText.from_pretrained(
             folder, dtype=self.dtype, local_files_only=True
         )
