@@ -156,6 +156,11 @@ def test_several_saved_sets_load_as_their_concatenation(windows: VlmWindows, tmp
     VlmWindows(windows.frames[:, :32, :32].copy(), *_fields(windows)).save(tmp_path / "small.npz")
     with pytest.raises(ValueError, match="frame size"):
         VlmWindows.load_many([paths[0], tmp_path / "small.npz"])
+    fields = list(_fields(windows))
+    fields[0] = windows.index[:, 1:]  # three frames per window
+    VlmWindows(windows.frames, *fields).save(tmp_path / "short.npz")
+    with pytest.raises(ValueError, match="frames per window"):
+        VlmWindows.load_many([paths[0], tmp_path / "short.npz"])
     with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         VlmWindows.load_many([paths[0], tmp_path / "nothing.npz"])
 

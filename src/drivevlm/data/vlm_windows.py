@@ -209,15 +209,14 @@ class VlmWindows:
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"windows: no such file {path}")
-        shapes = [_frames_shape(path) for path in paths]
-        _check_joinable([shape[1:] for shape in shapes])
-        frames = np.empty((sum(shape[0] for shape in shapes), *shapes[0][1:]), np.uint8)
-        starts = np.cumsum([0, *(shape[0] for shape in shapes)])
+        layouts = [_saved_layout(path) for path in paths]
+        _check_joinable([layout[1:] for layout in layouts])
+        frames = np.empty((sum(layout[0] for layout in layouts), *layouts[0][1:4]), np.uint8)
+        starts = np.cumsum([0, *(layout[0] for layout in layouts)])
         parts = [
             cls.load(path, frames[start:end])
             for path, start, end in zip(paths, starts[:-1], starts[1:], strict=True)
         ]
-        _check_joinable([(part.frames_per_window,) for part in parts])
         return cls._joined(parts, frames)
 
 
@@ -229,19 +228,30 @@ def _check_joinable(layouts: Sequence[tuple[int, ...]]) -> None:
 _FRAMES_MEMBER = "frames.npy"
 
 
-def _frames_header(handle: IO[bytes]) -> tuple[int, ...]:
-    """Read the .npy header of a saved set's frames from `handle`; their shape (uint8 checked)."""
+def _npy_shape(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the .npy header at the start of `handle`."""
     version = np.lib.format.read_magic(handle)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, fortran_order, dtype = read(handle)
+    return tuple(shape), fortran_order, dtype
+
+
+def _frames_header(handle: IO[bytes]) -> tuple[int, ...]:
+    """Read the .npy header of a saved set's frames from `handle`; their shape (uint8 checked)."""
+    shape, fortran_order, dtype = _npy_shape(handle)
     if dtype != np.uint8 or fortran_order:
         raise ValueError(f"windows: frames must be C-ordered uint8, got {dtype} (fortran={fortran_order})")
-    return tuple(shape)
+    return shape
 
 
-def _frames_shape(path: Path) -> tuple[int, ...]:
-    with zipfile.ZipFile(path) as archive, archive.open(_FRAMES_MEMBER) as handle:
-        return _frames_header(handle)
+def _saved_layout(path: Path) -> tuple[int, ...]:
+    """(frames, height, width, channels, frames per window) of a saved set, read from its headers alone."""
+    with zipfile.ZipFile(path) as archive:
+        with archive.open(_FRAMES_MEMBER) as handle:
+            frames = _frames_header(handle)
+        with archive.open("index.npy") as handle:
+            index = _npy_shape(handle)[0]
+    return (*frames, index[1])
 
 
 def _read_frames_into(path: Path, out: np.ndarray) -> None:

@@ -305,6 +305,12 @@ def _load_saved(folder: Path) -> tuple[Any, Any, Any]:
     return tokenizer, image_processor, model
 
 
+def _save_parts(folder: Path, *parts: Any) -> None:
+    """The model, tokenizer and image processor into `folder`, as `_load_saved` reads them back."""
+    for part in parts:
+        part.save_pretrained(folder)
+
+
 def _save_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Write into a temporary sibling folder, then swap it in, so a reader never sees half a model."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -474,9 +480,7 @@ def train_tiny_vlm(
         train_started -= point["train_seconds"]
 
     def write_resume_point(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        image_processor.save_pretrained(folder)
+        _save_parts(folder, model, tokenizer, image_processor)
         state = {
             "run": run,
             "step": step,
@@ -546,9 +550,7 @@ def train_tiny_vlm(
     }
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        image_processor.save_pretrained(folder)
+        _save_parts(folder, model, tokenizer, image_processor)
         (folder / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         card = out_dir / "MODEL_CARD.md"
         if card.is_file():
