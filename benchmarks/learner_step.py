@@ -10,6 +10,9 @@ masks show). Rows:
 - `ours`: the shipped learner (`train.sac.encoder: shared`): one encoder pass per batch whose features the
   actor, critic and target reuse, channels-last, masks unpacked from the bit-packed buffer into reused
   float tensors.
+- `ours_bf16`: the same with `train.sac.encoder_precision: bfloat16` (what the laptop recipe's `auto` picks
+  on a CPU with native bfloat16): the encoder under bfloat16 autocast, masks unpacked straight into
+  bfloat16, weights and optimiser state float32.
 
 Prints ms per gradient step (median of `--steps` after a warm-up) and ratios to the peer; `--json` prints one
 JSON object as the last line. Timings are never asserted by a test.
@@ -58,7 +61,7 @@ def build(kind: str, spaces: tuple[gym.spaces.Dict, gym.spaces.Box], batch_size:
         "state_hidden": policy.state_hidden,
         "channels_last": kind != "stock",
     }
-    ours = kind == "ours"
+    ours = kind.startswith("ours")
     model = SAC(
         SharedEncoderSACPolicy if ours else "MultiInputPolicy",
         DummyVecEnv([lambda: SpacesOnly(*spaces)]),
@@ -103,8 +106,8 @@ def fill(model: SAC, space: gym.spaces.Dict, count: int) -> None:
 
 def time_steps(model: SAC, kind: str, steps: int, batch_size: int) -> list[float]:
     def one() -> None:
-        if kind == "ours":
-            train_shared_encoder(model, 1, batch_size)
+        if kind.startswith("ours"):
+            train_shared_encoder(model, 1, batch_size, th.bfloat16 if kind == "ours_bf16" else None)
         else:
             SAC.train(model, 1, batch_size)
 
@@ -125,7 +128,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bev-size", type=int, default=None, help="env.bev_size (default: the env's)")
-    parser.add_argument("--kinds", nargs="+", default=["stock", "stock_channels_last", "ours"])
+    parser.add_argument("--kinds", nargs="+", default=["stock", "stock_channels_last", "ours", "ours_bf16"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     th.set_num_threads(args.threads)

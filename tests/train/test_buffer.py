@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+import torch as th
 
 from drivevlm.rewards.base import RewardRequest, RewardTerms
 from drivevlm.train.buffer import NoAnnotatedTransitionsError, PendingRewardReplayBuffer
@@ -195,8 +196,9 @@ def test_an_episode_overwritten_before_annotation_is_dropped() -> None:
     assert buffer._ended_episodes == []
 
 
+@pytest.mark.parametrize("mask_dtype", [th.float32, th.bfloat16])
 @pytest.mark.parametrize("storage", ["bits", "uint8"])
-def test_learner_samples_are_the_preprocessed_samples(storage: str) -> None:
+def test_learner_samples_are_the_preprocessed_samples(storage: str, mask_dtype: th.dtype) -> None:
     buffer = _buffer(20, bev_storage=storage)
     for step in range(8):
         _add(buffer, step, done=step == 3)
@@ -204,16 +206,44 @@ def test_learner_samples_are_the_preprocessed_samples(storage: str) -> None:
     np.random.seed(3)
     plain = buffer.sample(16)
     np.random.seed(3)
-    ready = buffer.sample_for_learner(16)
+    ready = buffer.sample_for_learner(16, mask_dtype)
     for key, scale in (("bev", 255.0), ("state", 1.0)):
         for got, expected in (
             (ready.observations[key], plain.observations[key]),
             (ready.next_observations[key], plain.next_observations[key]),
         ):
-            assert got.dtype == np.float32 or got.dtype.is_floating_point
-            np.testing.assert_array_equal(got.numpy(), expected.numpy().astype(np.float32) / scale)
+            if key == "bev" and storage == "bits":
+                assert got.dtype == mask_dtype
+            assert got.dtype.is_floating_point
+            np.testing.assert_array_equal(got.float().numpy(), expected.numpy().astype(np.float32) / scale)
     for name in ("actions", "rewards", "dones"):
         assert getattr(ready, name).tolist() == getattr(plain, name).tolist()
+
+
+def test_learner_masks_whose_bits_do_not_fill_whole_bytes_unpack_the_same() -> None:
+    env = ToyDriveEnv(size=5, channels=5)  # 125 bits a mask: the last stored byte is padded
+    space = env.observation_space
+    buffer = PendingRewardReplayBuffer(8, space, env.action_space, device="cpu", backlog_limit=100)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        obs, nxt = (
+            {
+                "bev": (rng.random((1, 5, 5, 5)) < 0.5).astype(np.uint8) * 255,
+                "state": np.zeros((1, 33), np.float32),
+            }
+            for _ in range(2)
+        )
+        buffer.add(obs, nxt, np.zeros((1, 2)), np.zeros(1), np.zeros(1), _infos(1))
+    _annotate(buffer)
+    for dtype in (th.float32, th.bfloat16):
+        np.random.seed(1)
+        plain = buffer.sample(4)
+        np.random.seed(1)
+        ready = buffer.sample_for_learner(4, dtype)
+        assert ready.observations["bev"].dtype == dtype
+        np.testing.assert_array_equal(
+            ready.observations["bev"].float().numpy(), plain.observations["bev"].numpy() / 255.0
+        )
 
 
 def test_a_buffer_saved_with_channel_first_bits_loads_in_the_current_layout() -> None:

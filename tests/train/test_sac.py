@@ -10,7 +10,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
-from drivevlm.train.sac import SharedEncoderSACPolicy, train_shared_encoder
+from drivevlm.train.sac import (
+    SharedEncoderSACPolicy,
+    encoder_dtype,
+    native_cpu_bfloat16,
+    train_shared_encoder,
+)
 from support.toy_env import ToyDriveEnv
 
 
@@ -63,13 +68,13 @@ def _model(use_sde: bool) -> SAC:
     return model
 
 
-def _step(model: SAC, shared: bool) -> dict[str, float]:
+def _step(model: SAC, shared: bool, encoder_dtype: th.dtype | None = None) -> dict[str, float]:
     logger = _Recorder()
     model.set_logger(logger)
     np.random.seed(7)
     th.manual_seed(7)
     if shared:
-        train_shared_encoder(model, 1, 32)
+        train_shared_encoder(model, 1, 32, encoder_dtype)
     else:
         SAC.train(model, 1, 32)
     return logger.values
@@ -107,3 +112,23 @@ def test_the_critic_trains_the_shared_encoder_and_the_actor_does_not() -> None:
     _step(model, shared=True)
     assert any(not th.equal(a, b) for a, b in zip(before, encoder.parameters(), strict=True))
     assert all(p.requires_grad for p in model.critic.parameters())
+
+
+def test_a_bfloat16_encoder_step_is_the_float32_step_to_bfloat16_precision() -> None:
+    ours, reference = _model(use_sde=True), _model(use_sde=True)
+    got, expected = _step(ours, shared=True, encoder_dtype=th.bfloat16), _step(reference, shared=True)
+    for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef_loss"):
+        assert np.isclose(got[key], expected[key], rtol=0.05, atol=1e-3), (key, got[key], expected[key])
+    assert got["train/critic_loss"] != expected["train/critic_loss"], "the encoder ran in bfloat16"
+    # Mixed precision: weights (and so the optimiser's state and the saved policy) stay float32.
+    assert all(p.dtype == th.float32 for p in ours.policy.parameters())
+    for name, value in ours.policy.state_dict().items():
+        th.testing.assert_close(value, reference.policy.state_dict()[name], rtol=0.05, atol=2e-3, msg=name)
+
+
+def test_encoder_precision_resolves_per_device() -> None:
+    cpu = th.device("cpu")
+    assert encoder_dtype("float32", cpu) is None
+    assert encoder_dtype("bfloat16", cpu) is th.bfloat16
+    assert encoder_dtype("auto", cpu) is (th.bfloat16 if native_cpu_bfloat16() else None)
+    assert encoder_dtype("auto", th.device("cuda")) is None  # only a CPU's native bfloat16 is chosen

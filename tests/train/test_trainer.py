@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch as th
 import yaml
 
+from drivevlm.config import ConfigError
 from drivevlm.train.trainer import train
 from support.rewards_for_tests import SignalsReward
 from support.toy_env import ToyDriveEnv
@@ -262,3 +264,24 @@ def test_imitation_of_the_warmup_runs_once_fits_the_driver_then_warms_the_critic
 
     model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
     assert model._imitated and model.imitation_steps == 150  # a resumed run does not clone again
+
+
+def test_a_bfloat16_encoder_trains_and_its_precision_survives_the_checkpoint(tmp_path: Path) -> None:
+    from drivevlm.train.sac import AnnotatedSAC
+
+    sac = {"encoder_precision": "bfloat16", "warmup_driver": "route_follower", "warmup_imitation_steps": 8}
+    summary = train(
+        _config(n_envs=1, sac=sac), tmp_path / "run", reward_fn=SignalsReward(), env_factory=_toy_factory
+    )
+    assert summary["steps"] == 192
+    model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
+    assert model.encoder_dtype is th.bfloat16 and model._imitated
+    assert all(p.dtype == th.float32 and th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_bfloat16_needs_the_shared_encoder() -> None:
+    from drivevlm.presets.training import train_section
+
+    with pytest.raises(ConfigError, match="encoder_precision: bfloat16 needs encoder: shared"):
+        train_section({"train": {"sac": {"encoder": "separate", "encoder_precision": "bfloat16"}}})
+    assert train_section({"train": {"sac": {"encoder": "separate", "encoder_precision": "auto"}}})

@@ -54,8 +54,19 @@ class SacConfig(Section):
     # (DrQ / SAC-AE; train/sac.py); separate: SB3's own SAC, an encoder each for actor and critic
     # (what VLM-RL ran), several times slower per gradient step.
     encoder: Literal["shared", "separate"] = "shared"
+    # The shared encoder's arithmetic in gradient steps: bfloat16 runs its convolutions under autocast
+    # (weights, gradients and Adam's state stay float32); auto picks bfloat16 on a CPU that multiplies it
+    # natively (AMX or AVX512-BF16), float32 elsewhere. The learner step at batch 256: 1.9x faster on a
+    # Sapphire Rapids CPU (benchmarks/learner_step.py).
+    encoder_precision: Literal["float32", "bfloat16", "auto"] = "float32"
     # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.
     bev_storage: Literal["bits", "uint8"] = "bits"
+
+    @model_validator(mode="after")
+    def _precision_needs_shared(self) -> SacConfig:
+        if self.encoder_precision == "bfloat16" and self.encoder != "shared":
+            raise ValueError("encoder_precision: bfloat16 needs encoder: shared (SB3's own SAC runs float32)")
+        return self
 
     @field_validator("warmup_throttle")
     @classmethod

@@ -14,6 +14,7 @@ straight into the channels-last layout the CNN runs fastest on.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,12 @@ from drivevlm.rewards.base import RewardRequest, RewardTerms
 
 # How bit-packed masks are ordered in a saved buffer (checkpoints before the HWC order have no marker).
 BIT_LAYOUT_CHW, BIT_LAYOUT_HWC = 0, 1
+
+
+@functools.cache
+def bit_rows(dtype: th.dtype) -> th.Tensor:
+    """Row b: the eight bits of byte b as 0/1 in `dtype`, most significant first (np.packbits' order)."""
+    return ((th.arange(256)[:, None] >> th.arange(7, -1, -1)) & 1).to(dtype)
 
 
 class NoAnnotatedTransitionsError(RuntimeError):
@@ -246,31 +253,41 @@ class PendingRewardReplayBuffer(DictReplayBuffer):
         with self._lock:
             return self._gather(*self._pick(batch_size))
 
-    def sample_for_learner(self, batch_size: int) -> DictReplayBufferSamples:
+    def sample_for_learner(
+        self, batch_size: int, mask_dtype: th.dtype = th.float32
+    ) -> DictReplayBufferSamples:
         """As `sample`, with the observations already preprocessed as SB3's policies do it (images / 255).
 
-        Bit masks are unpacked straight into float tensors that are reused from call to call (a fresh
-        tensor of that size costs more in page faults than the unpacking itself), with channels-last
-        strides, on which the CNN runs fastest. The next call overwrites them.
+        Bit masks are unpacked straight into `mask_dtype` tensors (bfloat16 for an encoder under
+        bfloat16 autocast: 0 and 1 are exact, and the batch needs no second cast) that are reused from call
+        to call (a fresh tensor of that size costs more in page faults than the unpacking itself), with
+        channels-last strides, on which the CNN runs fastest. The next call overwrites them.
         """
         with self._lock:
             rows, envs = self._pick(batch_size)
             obs, next_obs = self._gather_stored(rows, envs)
             rest = self._gather_rest(rows, envs)
         return DictReplayBufferSamples(
-            observations={k: self._learner_tensor("obs", k, v) for k, v in obs.items()},
-            next_observations={k: self._learner_tensor("next", k, v) for k, v in next_obs.items()},
+            observations={k: self._learner_tensor("obs", k, v, mask_dtype) for k, v in obs.items()},
+            next_observations={
+                k: self._learner_tensor("next", k, v, mask_dtype) for k, v in next_obs.items()
+            },
             **rest,
         )
 
-    def _learner_tensor(self, slot: str, key: str, stored: np.ndarray) -> th.Tensor:
+    def _learner_tensor(self, slot: str, key: str, stored: np.ndarray, dtype: th.dtype) -> th.Tensor:
         if key not in self._bits:
             return preprocess_obs(self._tensor(stored), self.observation_space[key])  # type: ignore[return-value]
-        bits = self._unpack_hwc(key, stored)
+        channels, *spatial = self.obs_shape[key]
+        shape = (stored.shape[0], *spatial, channels)
         out = self._learner_out.get((slot, key))
-        if out is None or out.shape != bits.shape:
-            out = self._learner_out[(slot, key)] = th.empty(bits.shape, dtype=th.float32)
-        out.copy_(th.from_numpy(bits))
+        if out is None or out.shape != shape or out.dtype != dtype:
+            out = self._learner_out[(slot, key)] = th.empty(shape, dtype=dtype)
+        if stored.shape[1] * 8 == out[0].numel():
+            # Each stored byte selects its row of eight 0/1 values: one multi-threaded pass, no temporary.
+            th.index_select(bit_rows(dtype), 0, th.from_numpy(stored).reshape(-1).int(), out=out.view(-1, 8))
+        else:
+            out.copy_(th.from_numpy(self._unpack_hwc(key, stored)))
         return out.to(self.device).permute(0, 3, 1, 2)
 
     def _gather_stored(

@@ -57,7 +57,11 @@ class BevStateExtractor(BaseFeaturesExtractor):
         self.state_mlp = nn.Sequential(*mlp) if mlp else nn.Identity()
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        # SB3 has already scaled the uint8 masks to [0, 1] (the BEV space is an image space).
-        masks = observations[self.bev_key].float().contiguous(memory_format=self.memory_format)
+        # SB3 has already scaled the uint8 masks to [0, 1] (the BEV space is an image space). Under autocast
+        # a bfloat16 batch (the learner's, `sample_for_learner`) goes in as it is.
+        masks = observations[self.bev_key]
+        if not th.is_autocast_enabled(masks.device.type):
+            masks = masks.float()
+        masks = masks.contiguous(memory_format=self.memory_format)
         bev = self.bev_head(self.cnn(masks))
         return th.cat([bev, self.state_mlp(observations[self.state_key].float())], dim=1)

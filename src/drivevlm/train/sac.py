@@ -76,11 +76,37 @@ def q_from_features(critic: Critic, features: th.Tensor, actions: th.Tensor) -> 
     return th.cat([q_net(inputs) for q_net in critic.q_networks], dim=1)
 
 
-def critic_step(model: Any, data: Any, features: th.Tensor, ent_coef: th.Tensor) -> float:
+def encode(encoder: th.nn.Module, observations: Any, dtype: th.dtype | None) -> th.Tensor:
+    """The encoder's features, its convolutions in `dtype` under autocast (None: as its weights)."""
+    if dtype is None:
+        return encoder(observations)  # type: ignore[no-any-return]
+    with th.autocast(device_type=next(encoder.parameters()).device.type, dtype=dtype):
+        return encoder(observations).float()  # type: ignore[no-any-return]
+
+
+def encoder_dtype(precision: str, device: th.device) -> th.dtype | None:
+    """`train.sac.encoder_precision` on `device`: the encoder's autocast type, None for float32."""
+    if precision == "bfloat16":
+        return th.bfloat16
+    if precision == "auto" and device.type == "cpu" and native_cpu_bfloat16():
+        return th.bfloat16
+    return None
+
+
+def native_cpu_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN
+    emulates it and bfloat16 convolutions run slower than float32 ones."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(th.cpu, name, lambda: False)() for name in checks)
+
+
+def critic_step(
+    model: Any, data: Any, features: th.Tensor, ent_coef: th.Tensor, dtype: th.dtype | None = None
+) -> float:
     """One gradient step of the critics (and the encoder whose `features` they read); returns the loss."""
     actor, critic = model.actor, model.critic
     with th.no_grad():
-        next_features = critic.features_extractor(data.next_observations)
+        next_features = encode(critic.features_extractor, data.next_observations, dtype)
         next_actions, next_log_prob = actor_from_features(actor, next_features)
         next_q = q_from_features(model.critic_target, next_features, next_actions)
         next_q = next_q.min(dim=1, keepdim=True).values - ent_coef * next_log_prob.reshape(-1, 1)
@@ -99,8 +125,13 @@ def update_targets(model: Any) -> None:
     polyak_update(model.batch_norm_stats, model.batch_norm_stats_target, 1.0)
 
 
-def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> None:
-    """`SAC.train` for a `SharedEncoderSACPolicy`: the same losses, optimisers, logging and targets."""
+def train_shared_encoder(
+    model: Any, gradient_steps: int, batch_size: int, encoder_dtype: th.dtype | None = None
+) -> None:
+    """`SAC.train` for a `SharedEncoderSACPolicy`: the same losses, optimisers, logging and targets.
+
+    `encoder_dtype` (e.g. bfloat16): the BEV encoder runs under autocast in that type, its weights,
+    gradients and optimiser state staying float32 (mixed precision); the heads run in float32."""
     policy: SharedEncoderSACPolicy = model.policy
     actor, critic = model.actor, model.critic
     encoder = critic.features_extractor
@@ -112,10 +143,10 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
 
     ent_coef_losses, ent_coefs, actor_losses, critic_losses = [], [], [], []
     for gradient_step in range(gradient_steps):
-        data = model.replay_buffer.sample_for_learner(batch_size)
+        data = model.replay_buffer.sample_for_learner(batch_size, encoder_dtype or th.float32)
         if model.use_sde:
             actor.reset_noise()
-        features = encoder(data.observations)
+        features = encode(encoder, data.observations, encoder_dtype)
         actions_pi, log_prob = actor_from_features(actor, features.detach())
         log_prob = log_prob.reshape(-1, 1)
 
@@ -130,7 +161,7 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
             ent_coef = model.ent_coef_tensor
         ent_coefs.append(ent_coef.item())
 
-        critic_losses.append(critic_step(model, data, features, ent_coef))
+        critic_losses.append(critic_step(model, data, features, ent_coef, encoder_dtype))
 
         # The actor's loss needs gradients through the Q-networks to the actions, not for their weights.
         q_weights = [p for q_net in critic.q_networks for p in q_net.parameters()]
@@ -157,7 +188,7 @@ def train_shared_encoder(model: Any, gradient_steps: int, batch_size: int) -> No
         model.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
 
 
-def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
+def imitate_warmup(model: Any, steps: int, batch_size: int, encoder_dtype: th.dtype | None = None) -> None:
     """Behaviour cloning of the stored actions (a scripted warm-up's): the actor's deterministic action,
     through its features extractor, regressed onto them, so that SAC starts from a policy that drives
     instead of one whose mean action stands still (its own optimiser, used once); then, with the shared
@@ -183,11 +214,11 @@ def imitate_warmup(model: Any, steps: int, batch_size: int) -> None:
         th.exp(model.log_ent_coef.detach()) if model.log_ent_coef is not None else model.ent_coef_tensor
     )
     critic_losses = []
+    encoder = model.critic.features_extractor
     for step in range(steps):
-        data = model.replay_buffer.sample_for_learner(batch_size)
-        critic_losses.append(
-            critic_step(model, data, model.critic.features_extractor(data.observations), ent_coef)
-        )
+        data = model.replay_buffer.sample_for_learner(batch_size, encoder_dtype or th.float32)
+        features = encode(encoder, data.observations, encoder_dtype)
+        critic_losses.append(critic_step(model, data, features, ent_coef, encoder_dtype))
         if step % model.target_update_interval == 0:
             update_targets(model)
     model.logger.record("train/critic_warmup_loss_last", critic_losses[-1])
@@ -205,6 +236,8 @@ class AnnotatedSAC(AnnotatedLearner, SAC):
     _imitated: bool = False
     # A fixed learning rate for the entropy coefficient; None: it follows the learning-rate schedule.
     ent_coef_lr: float | None = None
+    # The shared encoder's autocast type in gradient steps (e.g. bfloat16); None: float32 throughout.
+    encoder_dtype: th.dtype | None = None
 
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
@@ -268,9 +301,9 @@ class AnnotatedSAC(AnnotatedLearner, SAC):
         ):
             raise AnnotatorStalledError("no transition was annotated before the first gradient step")
         if self.imitation_steps and not self._imitated:
-            imitate_warmup(self, self.imitation_steps, batch_size)
+            imitate_warmup(self, self.imitation_steps, batch_size, self.encoder_dtype)
             self._imitated = True
         if isinstance(self.policy, SharedEncoderSACPolicy):
-            train_shared_encoder(self, gradient_steps, batch_size)
+            train_shared_encoder(self, gradient_steps, batch_size, self.encoder_dtype)
         else:
             super().train(gradient_steps, batch_size)
