@@ -12,8 +12,8 @@ from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.sac import (
     SharedEncoderSACPolicy,
-    encoder_dtype,
     native_cpu_bfloat16,
+    resolve_encoder_dtype,
     train_shared_encoder,
 )
 from support.toy_env import ToyDriveEnv
@@ -128,7 +128,7 @@ def test_a_bfloat16_encoder_step_is_the_float32_step_to_bfloat16_precision() -> 
 
 def test_encoder_precision_resolves_per_device() -> None:
     cpu = th.device("cpu")
-    assert encoder_dtype("float32", cpu) is None
-    assert encoder_dtype("bfloat16", cpu) is th.bfloat16
-    assert encoder_dtype("auto", cpu) is (th.bfloat16 if native_cpu_bfloat16() else None)
-    assert encoder_dtype("auto", th.device("cuda")) is None  # only a CPU's native bfloat16 is chosen
+    assert resolve_encoder_dtype("float32", cpu) is None
+    assert resolve_encoder_dtype("bfloat16", cpu) is th.bfloat16
+    assert resolve_encoder_dtype("auto", cpu) is (th.bfloat16 if native_cpu_bfloat16() else None)
+    assert resolve_encoder_dtype("auto", th.device("cuda")) is None  # only a CPU's native bfloat16 is chosen

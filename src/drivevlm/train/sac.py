@@ -84,7 +84,7 @@ def encode(encoder: th.nn.Module, observations: Any, dtype: th.dtype | None) -> 
         return encoder(observations).float()  # type: ignore[no-any-return]
 
 
-def encoder_dtype(precision: str, device: th.device) -> th.dtype | None:
+def resolve_encoder_dtype(precision: str, device: th.device) -> th.dtype | None:
     """`train.sac.encoder_precision` on `device`: the encoder's autocast type, None for float32."""
     if precision == "bfloat16":
         return th.bfloat16

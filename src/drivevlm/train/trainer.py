@@ -42,7 +42,7 @@ from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.ppo import AnnotatedPPO
-from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy, encoder_dtype
+from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy, resolve_encoder_dtype
 from drivevlm.train.vec import RestartingSubprocVecEnv
 
 EnvFactory = Callable[[int], gym.Env]
@@ -166,7 +166,7 @@ def make_model(
         sac.imitation_steps = s.warmup_imitation_steps
         sac.ent_coef_lr = s.ent_coef_lr
         if s.encoder == "shared":
-            sac.encoder_dtype = encoder_dtype(s.encoder_precision, sac.device)
+            sac.encoder_dtype = resolve_encoder_dtype(s.encoder_precision, sac.device)
         return sac
     p = cfg.ppo
     return AnnotatedPPO(
