@@ -277,6 +277,14 @@ def test_a_bfloat16_encoder_trains_and_its_precision_survives_the_checkpoint(tmp
     model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
     assert model.encoder_dtype is th.bfloat16 and model._imitated
     assert all(p.dtype == th.float32 and th.isfinite(p).all() for p in model.policy.parameters())
+    # A resumed run takes the precision its config names now (auto: this machine's answer).
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    config["train"]["total_timesteps"] = 256
+    config["train"]["sac"]["encoder_precision"] = "float32"
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(config))
+    summary = train(None, tmp_path / "run", resume=True, reward_fn=SignalsReward(), env_factory=_toy_factory)
+    model = AnnotatedSAC.load(Path(summary["checkpoint"]) / "model.zip", device="cpu")
+    assert summary["steps"] == 256 and model.encoder_dtype is None
 
 
 def test_bfloat16_needs_the_shared_encoder() -> None:

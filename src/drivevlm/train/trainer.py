@@ -422,6 +422,9 @@ def train(
             arrays = ckpt.load_buffer_arrays(start)
             if arrays is not None and isinstance(model, AnnotatedSAC):
                 model.replay_buffer.load_state_arrays(arrays)  # type: ignore[union-attr]
+            if isinstance(model, AnnotatedSAC) and cfg.sac.encoder == "shared":
+                # `auto` is this machine's answer, not the one of the machine that saved the checkpoint.
+                model.encoder_dtype = resolve_encoder_dtype(cfg.sac.encoder_precision, model.device)
             ckpt.restore_rng(model, ckpt.load_rng(start))
         else:
             model = make_model(cfg, env, env_cfg)
