@@ -7,9 +7,9 @@ masks show). Rows:
 - `stock`: SB3's SAC as VLM-RL ran it: an encoder each for actor and critic, NCHW convolutions, SB3's
   `DictReplayBuffer` (uint8 masks). The peer.
 - `stock_channels_last`: the same with channels-last convolutions (what that lever alone buys).
-- `ours`: the shipped learner (`train.sac.encoder: shared`): one encoder pass per batch whose features the
-  actor, critic and target reuse, channels-last, masks unpacked from the bit-packed buffer into reused
-  float tensors.
+- `ours`: our learner (`train.sac.encoder: shared`, float32, the presets' default): one encoder pass per
+  batch whose features the actor, critic and target reuse, channels-last, masks unpacked from the
+  bit-packed buffer into reused float tensors.
 - `ours_bf16`: the same with `train.sac.encoder_precision: bfloat16` (what the laptop recipe's `auto` picks
   on a CPU with native bfloat16): the encoder under bfloat16 autocast, masks unpacked straight into
   bfloat16, weights and optimiser state float32.
