@@ -111,6 +111,12 @@ def test_eval_of_the_bundled_models_on_given_data(tiny_set: tuple[Path, dict]) -
     assert last_json(at_half.stdout)["tiny_detector"]["threshold"] == 0.5
     wrong = runner.invoke(app, [*args, "1.5"])
     assert wrong.exit_code == 2 and "--detector-threshold" in wrong.output
+    args = ["models", "eval", "--data", str(data), "--models", "detector", "--detector-precision"]
+    fast = runner.invoke(app, [*args, "bfloat16", "--json"])
+    assert fast.exit_code == 0, fast.output
+    assert last_json(fast.stdout)["tiny_detector"]["dtype"] == "bfloat16"
+    wrong = runner.invoke(app, [*args, "half"])
+    assert wrong.exit_code == 2 and "--detector-precision" in wrong.output
 
 
 def test_eval_generates_held_out_frames_of_the_chosen_size() -> None:

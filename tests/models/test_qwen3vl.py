@@ -7,12 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from drivevlm.models.base import VisionLanguageModel
 
 pytest.importorskip("transformers")
 
-from drivevlm.models.lvlm.qwen3vl import IMAGE_PAD, Qwen3VLModel, expand_image_pads, qwen_chat_text
+from drivevlm.models.lvlm.qwen3vl import (
+    IMAGE_PAD,
+    PatchProjection,
+    Qwen3VLModel,
+    expand_image_pads,
+    project_patches_as_matrix,
+    qwen_chat_text,
+)
 
 
 def window(count: int = 4, size: int = 96, seed: int = 0) -> np.ndarray:
@@ -101,3 +110,26 @@ def test_batched_windows_answer_as_separate_calls(vlm: Qwen3VLModel) -> None:
     # Left padding: every row ends with the assistant cue; the shorter window's row starts with padding.
     assert inputs["attention_mask"][:, -1].all() and not inputs["attention_mask"][4, 0]
     assert inputs["pixel_values"].shape[0] == int(inputs["image_grid_thw"].prod(dim=-1).sum())
+
+
+def test_patch_embedding_runs_as_a_matrix_product(vlm: Qwen3VLModel, tiny_qwen3vl_dir: Path) -> None:
+    """The swapped patch embedding computes the 3-D convolution's sums; answers match the plain model's."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(3, 8, kernel_size=(2, 4, 4), stride=(2, 4, 4))
+    patches = torch.randn(5, 3, 2, 4, 4)
+    torch.testing.assert_close(PatchProjection(conv)(patches), conv(patches))
+    holder = nn.Module()
+    holder.proj = nn.Conv3d(3, 8, kernel_size=3, padding=1)  # a real convolution stays one
+    assert project_patches_as_matrix(holder) == 0 and isinstance(holder.proj, nn.Conv3d)
+    swapped = vlm.model.model.visual.patch_embed.proj
+    assert isinstance(swapped, PatchProjection)
+    plain = Qwen3VLModel(tiny_qwen3vl_dir, max_new_tokens=8)
+    vision = plain.model.config.vision_config
+    kernel = (vision.temporal_patch_size, vision.patch_size, vision.patch_size)
+    conv = nn.Conv3d(vision.in_channels, vision.hidden_size, kernel, stride=kernel)
+    conv.weight.data = swapped.weight.reshape(conv.weight.shape).clone()
+    conv.bias = swapped.bias
+    plain.model.model.visual.patch_embed.proj = conv
+    windows = [window(4, seed=s) for s in range(3)]
+    prompt = "Describe the risk ahead in one short sentence."
+    assert plain.generate_batch(windows, prompt) == vlm.generate_batch(windows, prompt)

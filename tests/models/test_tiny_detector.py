@@ -40,9 +40,8 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-@pytest.mark.parametrize("size", [160, 224])
-def test_finds_a_pedestrian_and_a_car_ahead(detector: TinyDetector, size: int) -> None:
-    assert isinstance(detector, Detector)
+def _pedestrian_and_car_ahead(size: int) -> tuple[np.ndarray, dict[str, tuple[float, ...]], np.ndarray]:
+    """A front frame with a pedestrian 10 m and a car 20 m ahead, their true boxes, and the empty road."""
     env = DriveEnv({"town": "irregular", "scenario": "car_following", "density": "empty"})
     env.reset(seed=4)
     state = env.world_state
@@ -64,14 +63,35 @@ def test_finds_a_pedestrian_and_a_car_ahead(detector: TinyDetector, size: int) -
     )
     scene = dataclasses.replace(state, actors=actors, traffic_lights=())
     camera = FrontCameraRenderer(width=size, height=size)
-    image = camera.render(scene)
     truth = {b.label: b.box for b in front_boxes(camera, scene)}
+    empty = camera.render(dataclasses.replace(state, actors=(), traffic_lights=()))
+    return camera.render(scene), truth, empty
+
+
+@pytest.mark.parametrize("size", [160, 224])
+def test_finds_a_pedestrian_and_a_car_ahead(detector: TinyDetector, size: int) -> None:
+    assert isinstance(detector, Detector)
+    image, truth, empty = _pedestrian_and_car_ahead(size)
     found = detector.detect(image)[0]
     assert all(d.label in CLASSES and 0.0 <= d.score <= 1.0 for d in found)
     for label in ("person", "car"):
         assert any(d.label == label and _iou(d.box, truth[label]) >= 0.3 for d in found), (label, found)
-    empty = camera.render(dataclasses.replace(state, actors=(), traffic_lights=()))
     assert not [d for d in detector.detect(empty)[0] if d.label == "person"]
+
+
+@pytest.mark.parametrize("flip_test", [False, True])
+def test_bfloat16_finds_what_float32_finds(detector: TinyDetector, flip_test: bool) -> None:
+    """Under bfloat16 autocast the same objects come back, at nearly the same boxes and scores."""
+    image, _, _ = _pedestrian_and_car_ahead(224)
+    plain = TinyDetector(flip_test=flip_test).detect(image)[0]
+    fast = TinyDetector(flip_test=flip_test, precision="bfloat16").detect(image)[0]
+    assert [d.label for d in fast] == [d.label for d in plain] and {"person", "car"} <= {
+        d.label for d in plain
+    }
+    for a, b in zip(fast, plain, strict=True):
+        assert a.score == pytest.approx(b.score, abs=0.05) and _iou(a.box, b.box) > 0.8
+    with pytest.raises(ValueError, match="precision: expected one of float32, bfloat16, auto"):
+        TinyDetector(precision="half")
 
 
 def test_bad_input_and_missing_model(detector: TinyDetector, tmp_path: Path) -> None:

@@ -10,12 +10,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
-from drivevlm.train.sac import (
-    SharedEncoderSACPolicy,
-    native_cpu_bfloat16,
-    resolve_encoder_dtype,
-    train_shared_encoder,
-)
+from drivevlm.train.sac import SharedEncoderSACPolicy, train_shared_encoder
 from support.toy_env import ToyDriveEnv
 
 
@@ -124,11 +119,3 @@ def test_a_bfloat16_encoder_step_is_the_float32_step_to_bfloat16_precision() -> 
     assert all(p.dtype == th.float32 for p in ours.policy.parameters())
     for name, value in ours.policy.state_dict().items():
         th.testing.assert_close(value, reference.policy.state_dict()[name], rtol=0.05, atol=2e-3, msg=name)
-
-
-def test_encoder_precision_resolves_per_device() -> None:
-    cpu = th.device("cpu")
-    assert resolve_encoder_dtype("float32", cpu) is None
-    assert resolve_encoder_dtype("bfloat16", cpu) is th.bfloat16
-    assert resolve_encoder_dtype("auto", cpu) is (th.bfloat16 if native_cpu_bfloat16() else None)
-    assert resolve_encoder_dtype("auto", th.device("cuda")) is None  # only a CPU's native bfloat16 is chosen

