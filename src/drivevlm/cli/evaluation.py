@@ -26,6 +26,15 @@ PolicyOption = Annotated[
     ),
 ]
 
+CheckpointOption = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        help="Which policy of the run: best (validated during training), latest, or auto (best where the "
+        "run validated its checkpoints, else latest).",
+    ),
+]
+
 
 def _print_metrics(result: dict[str, Any]) -> None:
     metrics = result["metrics"]
@@ -56,12 +65,15 @@ def evaluate(
         int | None, typer.Option(help="Step limit per episode (default: the run's).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/eval).")] = None,
+    checkpoint: CheckpointOption = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Drive a trained policy deterministically through a suite; print and write the testing metrics."""
     from drivevlm.eval.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, suite, episodes, policy, overrides or [], max_steps, out)
+    result = evaluate_run(
+        run_dir, suite, episodes, policy, overrides or [], max_steps, out, checkpoint=checkpoint
+    )
     _print_metrics(result)
     if as_json:
         compact = {k: v for k, v in result.items() if k != "per_episode"}
@@ -145,15 +157,16 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     out: Annotated[Path | None, typer.Option(help="Policy file (default RUN_DIR/policy.onnx|.pt).")] = None,
+    checkpoint: CheckpointOption = "auto",
     as_json: JsonFlag = False,
 ) -> None:
-    """Write the run's latest policy as a VLM-free ONNX/TorchScript file plus its observation spec."""
+    """Write the run's policy as a VLM-free ONNX/TorchScript file plus its observation spec."""
     from drivevlm.deploy.export import FORMATS
     from drivevlm.eval.runs import export_driver, load_driver
 
     if format not in FORMATS:
         raise ValueError(f"format: unknown value {format!r}; allowed: {', '.join(FORMATS)}")
-    driver = load_driver(run_dir)
+    driver = load_driver(run_dir, checkpoint=checkpoint)
     path = out or run_dir / ("policy.onnx" if format == "onnx" else "policy.pt")
     written = export_driver(driver, path, format)
     emit({"policy": str(written), "format": format, "checkpoint": driver.source}, as_json)
@@ -173,6 +186,7 @@ def drive(
         Path, typer.Option(help="Output video: .webm (plays in browsers) or .mp4 (mp4v, desktop players).")
     ] = Path("out/drive.webm"),
     overrides: SetOption = None,
+    checkpoint: CheckpointOption = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Drive one episode and write a video: front camera | BEV with speed, action and reward terms."""
@@ -182,7 +196,7 @@ def drive(
     from drivevlm.sim.scenarios import SCENARIOS, check_choice
 
     check_choice("scenario", scenario, SCENARIOS)
-    driver = load_driver(run_dir, policy, overrides or [])
+    driver = load_driver(run_dir, policy, overrides or [], checkpoint=checkpoint)
     chosen_town = town or SCENARIOS[scenario].default_town or driver.env_config.town
     episode = SuiteEpisode(chosen_town, scenario, density, route, seed)
     result = drive_video(driver.act, driver.env_config, episode, video, steps)

@@ -137,12 +137,14 @@ def evaluate_run(
     max_episode_steps: int | None = None,
     out_dir: str | Path | None = None,
     progress: Callable[[int, SuiteEpisode, EpisodeLog], None] | None = None,
+    checkpoint: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate a run's latest checkpoint (or `policy_file`) on a suite; writes `<out>/<suite>.json` and
-    `<out>/<suite>.episodes.jsonl` (out: RUN_DIR/eval by default) and returns the JSON written."""
+    """Evaluate a run's policy (`checkpoint`: auto, best or latest; or `policy_file`) on a suite; writes
+    `<out>/<suite>.json` and `<out>/<suite>.episodes.jsonl` (out: RUN_DIR/eval by default) and returns the
+    JSON written."""
     from drivevlm.eval.runs import RunError, load_driver
 
-    driver = load_driver(run_dir, policy_file, overrides)
+    driver = load_driver(run_dir, policy_file, overrides, checkpoint=checkpoint)
     config = evaluation_config(driver.env_config, max_episode_steps)
     suite = get_suite(suite_name, config.simulator, episodes, training_town=config.town)
     if driver.policy is not None:

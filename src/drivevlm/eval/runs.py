@@ -20,6 +20,10 @@ from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
+# The best validated policy (train/validation.py): an SB3 model.zip and the validation record that chose it.
+BEST_DIR = "best"
+BEST_POLICY = "model.zip"
+BEST_RECORD = "best.json"
 
 
 class RunError(ConfigError):
@@ -72,11 +76,29 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     return model.parent
 
 
-def load_policy_model(run_dir: str | Path, device: str = "cpu") -> Any:
-    """The SB3 policy (SAC or PPO MultiInputPolicy) of the run's latest checkpoint, in eval mode."""
+def best_policy(run_dir: str | Path) -> Path | None:
+    """The run's best validated policy (an SB3 model.zip), None where it has validated none."""
+    path = Path(run_dir) / BEST_DIR / BEST_POLICY
+    return path if path.is_file() and (path.parent / BEST_RECORD).is_file() else None
+
+
+def run_policy_file(run_dir: str | Path, checkpoint: str = "auto") -> Path:
+    """The model.zip that drives for a run: `latest` checkpoint, `best` validated policy, or `auto` (the
+    best where the run validated its checkpoints, else the latest)."""
+    if checkpoint not in ("auto", "best", "latest"):
+        raise RunError(f"checkpoint: expected auto, best or latest, got {checkpoint!r}")
+    best = best_policy(run_dir) if checkpoint != "latest" else None
+    if best is not None:
+        return best
+    if checkpoint == "best":
+        raise RunError(f"run_dir: {run_dir} has no validated policy ({Path(run_dir) / BEST_DIR} is missing)")
+    return latest_checkpoint(run_dir) / "model.zip"
+
+
+def load_policy_file(path: str | Path, device: str = "cpu") -> Any:
+    """The SB3 policy (SAC or PPO MultiInputPolicy) saved in a model.zip, in eval mode."""
     from stable_baselines3.common.save_util import load_from_zip_file
 
-    path = latest_checkpoint(run_dir) / "model.zip"
     data, params, _ = load_from_zip_file(path, device=device)
     if data is None or "policy_class" not in data or "policy" not in params:
         raise RunError(f"{path}: not an SB3 model file (no policy class or weights)")
@@ -101,7 +123,9 @@ class Driver:
     policy: Any = None
 
 
-def _sb3_driver(policy: Any) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+def sb3_act(policy: Any) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    """An SB3 policy's deterministic action for one observation."""
+
     def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
         action, _ = policy.predict(dict(obs), deterministic=True)
         return np.asarray(action, dtype=np.float32).reshape(-1)
@@ -178,9 +202,11 @@ def load_driver(
     policy_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     device: str = "cpu",
+    checkpoint: str = "auto",
 ) -> Driver:
-    """A run's latest checkpoint, or an exported policy (a file, or a shipped policy by name) driven in the
-    run's env, else in the env recorded beside it, else in the default env."""
+    """A run's policy (`run_policy_file`: its best validated one, else its latest checkpoint), or an
+    exported policy (a file, or a shipped policy by name), driven in the run's env, else in the env
+    recorded beside it, else in the default env."""
     if run_dir is None and policy_file is None:
         raise RunError("give a run folder or --policy FILE")
     if policy_file is not None:
@@ -199,6 +225,6 @@ def load_driver(
         check_policy_matches(policy, env_config)
         return Driver(policy.act, env_config, str(policy_file))
     assert run_dir is not None
-    sb3_policy = load_policy_model(run_dir, device)
-    source = str(latest_checkpoint(run_dir))
-    return Driver(_sb3_driver(sb3_policy), env_config, source, sb3_policy)
+    path = run_policy_file(run_dir, checkpoint)
+    sb3_policy = load_policy_file(path, device)
+    return Driver(sb3_act(sb3_policy), env_config, str(path.parent), sb3_policy)

@@ -113,6 +113,14 @@ class PolicyConfig(Section):
         return self
 
 
+class ValidationConfig(Section):
+    # Episodes each checkpoint's policy drives (train/validation.py); the best-scoring policy becomes the
+    # run's `best`, which evaluate, drive and export use. 0: no validation (the paper's way).
+    episodes: int = Field(0, ge=0)
+    # Seeds of the validation episodes (random routes of the training town), far from the suites' 0-99.
+    seed: int = Field(1_000_000, ge=0)
+
+
 class TrainConfig(Section):
     # The shipped presets spell it `algo`.
     algorithm: Literal["sac", "ppo"] = Field("sac", validation_alias=AliasChoices("algorithm", "algo"))
@@ -139,6 +147,7 @@ class TrainConfig(Section):
     ppo: PpoConfig = Field(default_factory=PpoConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     @model_validator(mode="after")
     def _device(self) -> TrainConfig:

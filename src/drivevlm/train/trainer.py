@@ -44,6 +44,7 @@ from drivevlm.train.buffer import PendingRewardReplayBuffer
 from drivevlm.train.policy import BevStateExtractor
 from drivevlm.train.ppo import AnnotatedPPO
 from drivevlm.train.sac import AnnotatedSAC, SharedEncoderSACPolicy
+from drivevlm.train.validation import Validator
 from drivevlm.train.vec import RestartingSubprocVecEnv
 
 EnvFactory = Callable[[int], gym.Env]
@@ -332,6 +333,9 @@ class _Run:
     def __init__(self, cfg: TrainConfig, run_dir: Path, session: int) -> None:
         self.cfg, self.run_dir, self.session = cfg, run_dir, session
         self.checkpoint_s = 0.0
+        self.validator: Validator | None = None
+        if cfg.validation.episodes > 0:
+            self.validator = Validator(run_dir, cfg.validation.episodes, cfg.validation.seed)
         self.model: AnnotatedSAC | AnnotatedPPO
         self.link: AnnotationLink
         self.env: VecEnv
@@ -345,6 +349,8 @@ class _Run:
             arrays = self.model.replay_buffer.state_arrays()  # type: ignore[union-attr]
         state = {**state, "annotator": self.link.annotator.stats()}
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", self.model, state, arrays)
+        if self.validator is not None:
+            self.validator.submit(path, self.model.num_timesteps)
         # Collection and learning stand still meanwhile: reported as time/checkpoint_s and in the summary.
         self.checkpoint_s += time.monotonic() - started
         return path
@@ -468,9 +474,13 @@ def train(
         }
         if stats.get("reward_fn/frames"):
             summary["gate_rate"] = stats.get("reward_fn/gate_open", 0.0) / stats["reward_fn/frames"]
+        if run.validator is not None:
+            summary["validation"] = run.validator.finish()
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=float).encode())
         return summary
     finally:
         with contextlib.suppress(Exception):
             run.link.annotator.close()
+        if run.validator is not None:
+            run.validator.close()
         env.close()
