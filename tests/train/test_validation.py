@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from drivevlm.eval.runs import RunError, load_driver, run_policy_file
+from drivevlm.eval.runs import RunError, best_policy, load_driver, run_policy_file
 from drivevlm.train.trainer import train
 from drivevlm.train.validation import VALIDATION_DIR, Validator, read_results, validation_score
 from support.tiny_runs import TINY_ENV, TINY_POLICY
@@ -46,9 +46,15 @@ def test_each_checkpoint_is_validated_and_the_best_one_drives(tmp_path: Path) ->
     assert [r["step"] for r in records] == [64, 128]
     assert all({"RC", "SR", "AS"} <= set(r["metrics"]) for r in records)
     best = max(records[::-1], key=lambda r: r["score"])  # ties go to the later checkpoint
-    assert summary["validation"] == {"validations": 2, "failures": 0, "best": best}
-    chosen = run / "checkpoints" / f"step-{best['step']:010d}" / "model.zip"
-    assert (run / "best" / "model.zip").read_bytes() == chosen.read_bytes()
+    name = f"step-{best['step']:010d}"
+    assert summary["validation"] == {
+        "validations": 2,
+        "failures": 0,
+        "best": {**best, "policy": f"{name}.zip"},
+    }
+    chosen = run / "checkpoints" / name / "model.zip"
+    assert best_policy(run) == run / "best" / f"{name}.zip" and len(list((run / "best").glob("*.zip"))) == 1
+    assert best_policy(run).read_bytes() == chosen.read_bytes()  # type: ignore[union-attr]
     assert not list((run / VALIDATION_DIR).glob("*.zip")), "the copies validated are removed"
     assert load_driver(run).source == str(run / "best")
     assert load_driver(run, checkpoint="latest").source == str(run / "checkpoints" / "step-0000000128")

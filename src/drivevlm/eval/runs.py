@@ -20,9 +20,8 @@ from drivevlm.config import ConfigError, EnvConfig, apply_overrides, build
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
-# The best validated policy (train/validation.py): an SB3 model.zip and the validation record that chose it.
+# The best validated policy (train/validation.py): an SB3 model.zip, named by the record that chose it.
 BEST_DIR = "best"
-BEST_POLICY = "model.zip"
 BEST_RECORD = "best.json"
 
 
@@ -78,8 +77,14 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 
 def best_policy(run_dir: str | Path) -> Path | None:
     """The run's best validated policy (an SB3 model.zip), None where it has validated none."""
-    path = Path(run_dir) / BEST_DIR / BEST_POLICY
-    return path if path.is_file() and (path.parent / BEST_RECORD).is_file() else None
+    record = Path(run_dir) / BEST_DIR / BEST_RECORD
+    if not record.is_file():
+        return None
+    try:
+        path = record.parent / str(json.loads(record.read_text(encoding="utf-8"))["policy"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{record}: unreadable best-policy record ({err!r})") from err
+    return path if path.is_file() else None
 
 
 def run_policy_file(run_dir: str | Path, checkpoint: str = "auto") -> Path:

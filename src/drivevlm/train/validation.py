@@ -28,7 +28,7 @@ from typing import Any
 
 from drivevlm.atomic import write_atomic
 from drivevlm.eval.episode_log import EpisodeLog
-from drivevlm.eval.runs import BEST_DIR, BEST_POLICY, BEST_RECORD
+from drivevlm.eval.runs import BEST_DIR, BEST_RECORD
 
 VALIDATION_DIR = "validation"
 RESULTS = "results.jsonl"
@@ -79,13 +79,22 @@ def validate(
         handle.write(json.dumps(record, default=float) + "\n")
     # Ties go to the later checkpoint: as good on validation, and trained for longer.
     if not earlier or record["score"] >= max(earlier):
-        best = run_dir / BEST_DIR
-        best.mkdir(exist_ok=True)
-        staged = best / f".{BEST_POLICY}.tmp"
-        shutil.copyfile(policy_zip, staged)
-        staged.replace(best / BEST_POLICY)
-        write_atomic(best / BEST_RECORD, json.dumps(record, indent=2, default=float) + "\n")
+        _make_best(run_dir / BEST_DIR, Path(policy_zip), record)
     return record
+
+
+def _make_best(folder: Path, policy_zip: Path, record: dict[str, Any]) -> None:
+    """Copy the policy in under its step's name, then point the record at it (written atomically, so a
+    reader sees the old best or the new one, never half of either), then drop the old policy."""
+    name = f"step-{record['step']:010d}.zip"
+    folder.mkdir(exist_ok=True)
+    staged = folder / f".{name}.tmp"
+    shutil.copyfile(policy_zip, staged)
+    staged.replace(folder / name)
+    write_atomic(folder / BEST_RECORD, json.dumps({**record, "policy": name}, indent=2, default=float) + "\n")
+    for old in folder.glob("step-*.zip"):
+        if old.name != name:
+            old.unlink()
 
 
 class Validator:
@@ -126,13 +135,15 @@ class Validator:
     def _run(self, policy: Path, step: int) -> None:
         args = [sys.executable, "-m", "drivevlm.train.validation", str(self.run_dir), str(policy), str(step)]
         args += ["--episodes", str(self.episodes), "--seed", str(self.seed)]
-        with policy.with_suffix(".log").open("wb") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-            # A failed validation is counted (its log stays), never raised: it must not end the run.
-            if self._process.wait() != 0:
-                self.failures += 1
-            else:
-                policy.with_suffix(".log").unlink(missing_ok=True)
+        log = policy.with_suffix(".log")
+        with log.open("wb") as handle:
+            self._process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
+            failed = self._process.wait() != 0
+        # A failed validation is counted (its log stays), never raised: it must not end the run.
+        if failed:
+            self.failures += 1
+        else:
+            log.unlink(missing_ok=True)
 
     def finish(self) -> dict[str, Any]:
         """Wait for every queued validation; the number run, failed, and the best record."""
