@@ -103,6 +103,7 @@ def test_the_critic_trains_the_shared_encoder_and_the_actor_does_not() -> None:
     critic_params = {id(p) for group in model.critic.optimizer.param_groups for p in group["params"]}
     encoder_params = {id(p) for p in encoder.parameters()}
     assert not actor_params & encoder_params and encoder_params <= critic_params
+    assert model.actor.optimizer.defaults["fused"] and model.critic.optimizer.defaults["fused"]
     before = [p.detach().clone() for p in encoder.parameters()]
     _step(model, shared=True)
     assert any(not th.equal(a, b) for a, b in zip(before, encoder.parameters(), strict=True))

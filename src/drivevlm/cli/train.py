@@ -129,6 +129,9 @@ def train_command(
     }
     if "gate_rate" in summary:
         result["gate_rate"] = summary["gate_rate"]
+    best = (summary.get("validation") or {}).get("best")
+    if best is not None:
+        result["best_validated"] = f"step {best['step']}, score {best['score']:.3f}"
     if as_json:
         typer.echo(json.dumps(summary, default=float))
     else:

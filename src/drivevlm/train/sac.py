@@ -45,6 +45,9 @@ class SharedEncoderSACPolicy(MultiInputPolicy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["share_features_extractor"] = True
+        # Adam's update in one fused kernel per parameter group: the same arithmetic, fewer passes over the
+        # weights (learner step at 48 px, batch 128, 2 CPU threads: about 36 -> 32 ms).
+        kwargs["optimizer_kwargs"] = {"fused": True, **(kwargs.get("optimizer_kwargs") or {})}
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
