@@ -42,7 +42,7 @@ def test_each_checkpoint_is_validated_and_the_best_one_drives(tmp_path: Path) ->
     run = tmp_path / "run"
     summary = train(config, run)
     records = read_results(run)
-    # The checkpoint at 64 steps and the final one at 128 (also a periodic one: validated once).
+    # The checkpoint at 64 steps and the final one at 128 (not also a periodic one: written once).
     assert [r["step"] for r in records] == [64, 128]
     assert all({"RC", "SR", "AS"} <= set(r["metrics"]) for r in records)
     best = max(records[::-1], key=lambda r: r["score"])  # ties go to the later checkpoint

@@ -255,7 +255,8 @@ class TrainingMonitor(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         # After the chunk's transitions are stored (on_step comes before SB3 stores the step's transition).
-        if self.num_timesteps >= self._next_checkpoint:
+        # At the last rollout the final checkpoint follows, after this rollout's gradient steps: not twice.
+        if self.run.cfg.total_timesteps > self.num_timesteps >= self._next_checkpoint:
             interval = self.run.cfg.checkpoint_interval
             self._next_checkpoint = (self.num_timesteps // interval + 1) * interval
             self.run.save_checkpoint(self.state())

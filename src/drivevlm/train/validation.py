@@ -115,8 +115,9 @@ class Validator:
 
     def submit(self, checkpoint: Path, step: int) -> None:
         """Queue the policy of `checkpoint` (a copy of its model.zip: the checkpoint itself may be pruned
-        before its turn); a step already queued is not validated twice."""
-        if step == self._last_step:
+        before its turn); a step already queued or validated (a resumed run that was complete) is not
+        validated twice."""
+        if step == self._last_step or any(r["step"] == step for r in read_results(self.run_dir)):
             return
         self._last_step = step
         policy = self.folder / f"step-{step:010d}.zip"
