@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drivevlm.atomic import write_atomic
+from drivevlm.atomic import atomic_output, write_atomic
 from drivevlm.eval.episode_log import EpisodeLog
 from drivevlm.eval.runs import BEST_DIR, BEST_RECORD
 
@@ -87,10 +87,8 @@ def _make_best(folder: Path, policy_zip: Path, record: dict[str, Any]) -> None:
     """Copy the policy in under its step's name, then point the record at it (written atomically, so a
     reader sees the old best or the new one, never half of either), then drop the old policy."""
     name = f"step-{record['step']:010d}.zip"
-    folder.mkdir(exist_ok=True)
-    staged = folder / f".{name}.tmp"
-    shutil.copyfile(policy_zip, staged)
-    staged.replace(folder / name)
+    with atomic_output(folder / name) as staged:
+        shutil.copyfile(policy_zip, staged)
     write_atomic(folder / BEST_RECORD, json.dumps({**record, "policy": name}, indent=2, default=float) + "\n")
     for old in folder.glob("step-*.zip"):
         if old.name != name:
@@ -121,9 +119,8 @@ class Validator:
             return
         self._last_step = step
         policy = self.folder / f"step-{step:010d}.zip"
-        staged = policy.with_suffix(".tmp")
-        shutil.copyfile(checkpoint / "model.zip", staged)
-        staged.replace(policy)
+        with atomic_output(policy) as staged:
+            shutil.copyfile(checkpoint / "model.zip", staged)
         self._queue.put((policy, step))
 
     def _work(self) -> None:
