@@ -106,18 +106,16 @@ class Validator:
         self.failures = 0
         self._queue: queue.Queue[tuple[Path, int] | None] = queue.Queue()
         self._process: subprocess.Popen[bytes] | None = None
-        self._last_step: int | None = None
         self._closing = False
         self._worker = threading.Thread(target=self._work, name="validator", daemon=True)
         self._worker.start()
 
     def submit(self, checkpoint: Path, step: int) -> None:
         """Queue the policy of `checkpoint` (a copy of its model.zip: the checkpoint itself may be pruned
-        before its turn); a step already queued or validated (a resumed run that was complete) is not
-        validated twice."""
-        if step == self._last_step or any(r["step"] == step for r in read_results(self.run_dir)):
+        before its turn); a step already validated (a resumed run that was complete) is not validated
+        twice."""
+        if any(r["step"] == step for r in read_results(self.run_dir)):
             return
-        self._last_step = step
         policy = self.folder / f"step-{step:010d}.zip"
         with atomic_output(policy) as staged:
             shutil.copyfile(checkpoint / "model.zip", staged)
