@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# The config fields' type; importing it costs no torch (configs are validated before any model loads).
 Precision = Literal["float32", "bfloat16", "auto"]
-PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "auto")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def native_cpu_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN
     emulates it and bfloat16 convolutions run slower than float32 ones."""
+    import torch
+
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -22,6 +26,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     that has it natively (on CUDA it stays float32: not measured)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    import torch
+
     if precision == "bfloat16":
         return torch.bfloat16
     if precision == "auto" and device.type == "cpu" and native_cpu_bfloat16():

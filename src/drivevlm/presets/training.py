@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from drivevlm.annotation.config import AnnotatorConfig
 from drivevlm.config import ConfigError, Section, build
 from drivevlm.distributed.config import RayConfig
+from drivevlm.precision import Precision
 
 
 class SacConfig(Section):
@@ -58,7 +59,7 @@ class SacConfig(Section):
     # (weights, gradients and Adam's state stay float32); auto picks bfloat16 on a CPU that multiplies it
     # natively (AMX or AVX512-BF16), float32 elsewhere. The learner step on a 2-core Sapphire Rapids VM
     # (benchmarks/learner_step.py): 1.7-1.9x faster at 96 px, batch 256; 1.3-1.5x at 48 px, batch 128.
-    encoder_precision: Literal["float32", "bfloat16", "auto"] = "float32"
+    encoder_precision: Precision = "float32"
     # Policy masks stored one bit per pixel (the renderer's masks are 0/255): 8x less memory than uint8.
     bev_storage: Literal["bits", "uint8"] = "bits"
 
